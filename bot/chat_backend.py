@@ -1,0 +1,126 @@
+"""The service side of the web chat channel (``channels.webchat.WebChatBackend``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlmodel import col, or_, select
+
+from bot.keys import KeyService
+from bot.live import Hub
+from bot.router import BODY, MESSAGE_TABLE, Router
+from bot.storage.db import Database
+from bot.storage.models import Case, ChannelIdentity, Direction, Message
+from channels.base import ChannelName, DeliveryState, Inbound
+from channels.webchat import ChatIdentity, ChatLine
+from prompts.texts import Texts
+
+WEBCHAT = ChannelName("webchat")
+HISTORY_LIMIT = 500
+
+
+class ChatBackend:
+    def __init__(
+        self, *, db: Database, keys: KeyService, hub: Hub, router: Router, texts: Texts,
+        default_language: str,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.hub = hub
+        self.router = router
+        self._texts = texts
+        self.default_language = default_language
+
+    async def open(self, token: str) -> ChatIdentity | None:
+        index = self.keys.address_index(WEBCHAT, token)
+        async with self.db.read() as session:
+            row = (
+                await session.exec(
+                    select(ChannelIdentity, Case)
+                    .join(Case, col(Case.id) == ChannelIdentity.case_id)
+                    .where(
+                        ChannelIdentity.channel == WEBCHAT,
+                        ChannelIdentity.address_index == index,
+                        ChannelIdentity.status == "active",
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        identity, case = row
+        if case.closed_at is not None:
+            return None
+        return ChatIdentity(identity_id=identity.id, case_id=case.id, language=case.language)
+
+    async def lines_after(self, identity: ChatIdentity, after: int) -> list[ChatLine]:
+        """The conversation on this link after ``after``, oldest first (at most 500 at once)."""
+        async with self.db.read() as session:
+            rows = (
+                await session.exec(
+                    select(Message)
+                    .where(
+                        Message.case_id == identity.case_id,
+                        Message.identity_id == identity.identity_id,
+                        col(Message.seq) > after,
+                        or_(
+                            Message.direction == Direction.INBOUND.value,
+                            Message.delivery_state != DeliveryState.FAILED.value,
+                        ),
+                    )
+                    .order_by(col(Message.seq))
+                    .limit(HISTORY_LIMIT)
+                )
+            ).all()
+            lines = []
+            for row in rows:
+                text = await self.keys.decrypt_text(
+                    session, row.case_id, row.body_enc, table=MESSAGE_TABLE, row_id=row.id,
+                    field=BODY,
+                )
+                lines.append(
+                    ChatLine(
+                        seq=row.seq, direction=row.direction, author=row.author, text=text,
+                        at=row.created_at,
+                        client_id=row.provider_message_id if row.direction == "in" else None,
+                    )
+                )
+        return lines
+
+    async def receive(self, inbound: Inbound) -> int:
+        [stored] = await self.router.route_inbound([inbound])
+        if stored is None:
+            raise LookupError("web chat identity vanished")
+        return stored.seq
+
+    async def route(self, inbounds: list[Inbound]) -> None:
+        await self.router.route_inbound(inbounds)
+
+    async def seen(self, identity: ChatIdentity, upto_seq: int) -> None:
+        """The child's page has shown every line up to ``upto_seq``: those are delivered."""
+        async with self.db.read() as session:
+            ids = (
+                await session.exec(
+                    select(Message.id).where(
+                        Message.case_id == identity.case_id,
+                        Message.identity_id == identity.identity_id,
+                        Message.direction == Direction.OUTBOUND.value,
+                        col(Message.seq) <= upto_seq,
+                        col(Message.delivery_state).in_(
+                            [DeliveryState.QUEUED.value, DeliveryState.SENT.value]
+                        ),
+                    )
+                )
+            ).all()
+        if ids:
+            await self.router.confirm_delivery(identity.case_id, list(ids))
+
+    @asynccontextmanager
+    async def changes(self, identity: ChatIdentity) -> AsyncIterator[asyncio.Queue[Any]]:
+        async with self.hub.subscribe([f"case:{identity.case_id}"]) as queue:
+            yield queue
+
+    def texts(self, language: str) -> Mapping[str, str]:
+        return self._texts.section(language, "webchat")

@@ -1,0 +1,219 @@
+"""The ``stemme`` command.
+
+    stemme init                      create the key file (demo) and migrate the database
+    stemme serve                     run the service
+    stemme demo                      fictional caseworker and case; print the links and login
+    stemme user add USERNAME         add a caseworker (password from STEMME_NEW_PASSWORD or a prompt)
+    stemme case add REF --caseworker USERNAME --birth-date YYYY-MM-DD --name NAME
+    stemme keys generate             print a new keyring for STEMME_KEY_FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import getpass
+import logging
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from bot.app import create_app
+from bot.cases import add_case, add_caseworker, set_password, webchat_tokens
+from bot.crypto import Keyring
+from bot.errors import NotFound
+from bot.keys import KeyService, load_keyring
+from bot.settings import ConfigError, Settings
+from bot.storage.db import Database
+from bot.storage.migrate import upgrade
+from bot.storage.models import Case, Caseworker
+
+log = logging.getLogger("stemme")
+
+T = TypeVar("T")
+DEMO_USER = "demo"
+DEMO_CASE = "DEMO-0001"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env()
+        logging.getLogger().setLevel(settings.log_level.upper())
+        result: int = args.func(settings, args)
+        return result
+    except ConfigError as exc:
+        print(f"stemme: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except NotFound as exc:
+        print(f"stemme: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stemme", description="Stemme — the child's own line.")
+    sub = parser.add_subparsers(required=True, metavar="command")
+
+    sub.add_parser("init", help="create keys (demo) and migrate the database").set_defaults(
+        func=cmd_init
+    )
+    serve = sub.add_parser("serve", help="run the service")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("demo", help="create demo data and print how to use it").set_defaults(
+        func=cmd_demo
+    )
+
+    user = sub.add_parser("user", help="caseworker accounts").add_subparsers(required=True)
+    user_add = user.add_parser("add", help="add a caseworker")
+    user_add.add_argument("username")
+    user_add.add_argument("--name", required=True, help="display name")
+    user_add.add_argument("--language", choices=["da", "en"], default="da")
+    user_add.set_defaults(func=cmd_user_add)
+
+    case = sub.add_parser("case", help="cases").add_subparsers(required=True)
+    case_add = case.add_parser("add", help="add a case and print the child's web chat link")
+    case_add.add_argument("case_ref", help="the municipality's case reference")
+    case_add.add_argument("--caseworker", required=True, help="caseworker username")
+    case_add.add_argument("--name", required=True, help="the child's first name (encrypted)")
+    case_add.add_argument("--birth-date", required=True, type=dt.date.fromisoformat)
+    case_add.add_argument("--language", choices=["da", "en"], default="da")
+    case_add.set_defaults(func=cmd_case_add)
+
+    keys = sub.add_parser("keys", help="key management").add_subparsers(required=True)
+    keys.add_parser("generate", help="print a new keyring (JSON)").set_defaults(
+        func=cmd_keys_generate
+    )
+    return parser
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    load_keyring(settings, create=True)
+    upgrade(settings.effective_database_url)
+    print(f"Database ready: {_redacted(settings.effective_database_url)}")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.production:
+        cmd_init(settings, args)
+    app = create_app(settings)
+    print(f"Stemme is running on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)",
+          flush=True)
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
+                access_log=None, shutdown_timeout=5)
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.production:
+        raise ConfigError("`stemme demo` creates fictional accounts and is refused in production.")
+    cmd_init(settings, args)
+    password = "-".join(secrets.token_hex(2) for _ in range(3))
+    token = asyncio.run(_demo(settings, password))
+    print()
+    print("Stemme demo — fictional data only")
+    print(f"  Child's chat link: {settings.public_url('/c/' + token)}")
+    print(f"  Caseworker inbox:  {settings.public_url('/inbox/')}")
+    print(f"  Login:             {DEMO_USER} / {password}")
+    print(flush=True)
+    return 0
+
+
+async def _demo(settings: Settings, password: str) -> str:
+    db = Database(settings.effective_database_url)
+    keys = KeyService(load_keyring(settings))
+    try:
+        async with db.read() as session:
+            worker = (
+                await session.exec(select(Caseworker).where(Caseworker.username == DEMO_USER))
+            ).first()
+            case = (await session.exec(select(Case).where(Case.case_ref == DEMO_CASE))).first()
+        if worker is None:
+            await add_caseworker(db, username=DEMO_USER, display_name="Rådgiver Demo (fiktiv)",
+                                 password=password)
+        else:
+            await set_password(db, username=DEMO_USER, password=password)
+        if case is None:
+            new = await add_case(
+                db, keys, case_ref=DEMO_CASE, caseworker_username=DEMO_USER,
+                child_name="Testbarn Kim (fiktiv)", birth_date=dt.date(2013, 5, 17),
+            )
+            return new.webchat_token
+        return (await webchat_tokens(db, keys, case.id))[0]
+    finally:
+        await db.dispose()
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    password = _new_password()
+    try:
+        asyncio.run(_with_db(settings, lambda db: add_caseworker(
+            db, username=args.username, display_name=args.name, password=password,
+            language=args.language)))
+    except IntegrityError:
+        print(f"stemme: user {args.username!r} exists already", file=sys.stderr)
+        return 1
+    print(f"Added caseworker {args.username}.")
+    return 0
+
+
+def cmd_case_add(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(db: Database) -> str:
+        keys = KeyService(load_keyring(settings))
+        new = await add_case(db, keys, case_ref=args.case_ref, caseworker_username=args.caseworker,
+                             child_name=args.name, birth_date=args.birth_date,
+                             language=args.language)
+        return new.webchat_token
+
+    try:
+        token = asyncio.run(_with_db(settings, run))
+    except IntegrityError:
+        print(f"stemme: case {args.case_ref!r} exists already", file=sys.stderr)
+        return 1
+    print(f"Added case {args.case_ref}. Give the child this link in person:")
+    print(f"  {settings.public_url('/c/' + token)}")
+    return 0
+
+
+def cmd_keys_generate(settings: Settings, args: argparse.Namespace) -> int:
+    print(Keyring.generate().to_json())
+    return 0
+
+
+async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    db = Database(settings.effective_database_url)
+    try:
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+def _new_password() -> str:
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ConfigError("the passwords differ")
+    if len(password) < 12:
+        raise ConfigError("a password needs at least 12 characters")
+    return password
+
+
+def _redacted(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,239 @@
+"""The outbox worker: delivers messages and files participation entries after commit.
+
+Jobs are claimed with a lease (``claimed_until``) so a crashed worker's jobs come back; on
+PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so several processes never take the same
+job. Within a case, jobs of one kind run strictly in ``seq`` order: a job is claimable only when
+no earlier job of its case and kind is still pending. Failures back off exponentially with
+jitter, capped, for up to 72 hours; then the job is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import random
+import socket
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import and_, exists, or_
+from sqlalchemy.orm import aliased
+from sqlmodel import col, select
+
+from bot.caselog.entries import FIELD as ENTRY_FIELD
+from bot.caselog.entries import TABLE as ENTRY_TABLE
+from bot.caselog.sinks import Sink
+from bot.keys import KeyService
+from bot.live import Hub
+from bot.router import BODY, MESSAGE_TABLE, apply_delivery_state
+from bot.storage.db import Database
+from bot.storage.models import (
+    ChannelIdentity,
+    Message,
+    Outbox,
+    OutboxStatus,
+    ParticipationEntry,
+    utcnow,
+)
+from channels.base import Channel, ChannelName, DeliveryState, Outbound
+from channels.errors import DeliveryError, PermanentFailure, RateLimited
+
+log = logging.getLogger(__name__)
+
+LEASE = dt.timedelta(seconds=60)
+GIVE_UP_AFTER = dt.timedelta(hours=72)
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 15 * 60.0
+
+
+def backoff(attempts: int, *, rng: random.Random | None = None) -> float:
+    """Seconds to wait after ``attempts`` failures: capped exponential with full jitter."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempts, 30)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+class OutboxWorker:
+    def __init__(
+        self, *, db: Database, keys: KeyService, hub: Hub, channels: Mapping[str, Channel],
+        sinks: Sequence[Sink], poll_seconds: float = 1.0, batch: int = 50,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.hub = hub
+        self.channels = channels
+        self.sinks = sinks
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Work until cancelled: on wake-up, or every ``poll_seconds`` for retries and leases."""
+        while True:
+            self._wake.clear()
+            try:
+                done = await self.run_once()
+            except Exception:
+                log.exception("outbox round failed")
+                done = 0
+            if done:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        """Claim and process the jobs that are due now; return how many were processed."""
+        jobs = await self._claim()
+        by_case: defaultdict[str | None, list[Outbox]] = defaultdict(list)
+        for job in jobs:
+            by_case[job.case_id].append(job)
+        await asyncio.gather(*(self._run_case(case_jobs) for case_jobs in by_case.values()))
+        return len(jobs)
+
+    async def _claim(self) -> list[Outbox]:
+        now = utcnow()
+        earlier = aliased(Outbox)
+        query = (
+            select(Outbox)
+            .where(
+                Outbox.status == OutboxStatus.PENDING.value,
+                col(Outbox.next_attempt_at) <= now,
+                or_(col(Outbox.claimed_until).is_(None), col(Outbox.claimed_until) < now),
+                ~exists().where(
+                    and_(
+                        earlier.case_id == Outbox.case_id,
+                        earlier.kind == Outbox.kind,
+                        earlier.status == OutboxStatus.PENDING.value,
+                        earlier.seq < Outbox.seq,
+                    )
+                ),
+            )
+            .order_by(col(Outbox.next_attempt_at), col(Outbox.seq))
+            .limit(self.batch)
+        )
+        if not self.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True, of=Outbox)  # type: ignore[arg-type]
+        async with self.db.write() as session:
+            jobs = list((await session.exec(query)).all())
+            for job in jobs:
+                job.claimed_by = self.worker_id
+                job.claimed_until = now + LEASE
+        return jobs
+
+    async def _run_case(self, jobs: list[Outbox]) -> None:
+        for job in sorted(jobs, key=lambda j: (j.kind, j.seq)):
+            try:
+                if job.kind == "deliver":
+                    await self._deliver(job)
+                elif job.kind == "caselog":
+                    await self._file(job)
+                else:
+                    await self._finish(job, OutboxStatus.DEAD, error=f"unknown kind {job.kind}")
+            except Exception as exc:  # noqa: BLE001 - a job never takes the worker down
+                log.warning("outbox job %s (%s) failed: %s", job.id, job.kind, type(exc).__name__)
+                await self._retry(job, error=type(exc).__name__)
+
+    async def _deliver(self, job: Outbox) -> None:
+        async with self.db.read() as session:
+            message = await session.get(Message, job.ref_id)
+            assert message is not None and message.identity_id is not None
+            identity = await session.get(ChannelIdentity, message.identity_id)
+            assert identity is not None
+            text = await self.keys.decrypt_text(
+                session, message.case_id, message.body_enc, table=MESSAGE_TABLE,
+                row_id=message.id, field=BODY,
+            )
+            address = await self.keys.decrypt_text(
+                session, message.case_id, identity.address_enc, table="channel_identity",
+                row_id=identity.id, field="address",
+            )
+        channel = self.channels.get(message.channel)
+        if channel is None:
+            await self._fail_message(job, message.id, "Kanalen er ikke slået til.")
+            return
+        outbound = Outbound(channel=ChannelName(message.channel), address=address,
+                            message_id=message.id, text=text)
+        try:
+            receipt = await channel.send(outbound)
+        except PermanentFailure as exc:
+            await self._fail_message(job, message.id, exc.reason)
+            return
+        except RateLimited as exc:
+            await self._retry(job, error=exc.code or "rate limited", delay=exc.retry_after)
+            return
+        except DeliveryError as exc:
+            await self._retry(job, error=exc.code or "temporary failure")
+            return
+        async with self.db.write() as session:
+            row = await session.get(Message, message.id)
+            assert row is not None
+            row.provider_message_id = receipt.provider_message_id
+            apply_delivery_state(row, receipt.state, None)
+            done = await session.get(Outbox, job.id)
+            assert done is not None
+            done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None
+        self._publish_status(message.case_id, message.id, message.seq)
+
+    async def _fail_message(self, job: Outbox, message_id: str, reason: str) -> None:
+        async with self.db.write() as session:
+            row = await session.get(Message, message_id)
+            assert row is not None
+            apply_delivery_state(row, DeliveryState.FAILED, reason)
+            dead = await session.get(Outbox, job.id)
+            assert dead is not None
+            dead.status, dead.done_at, dead.last_error = OutboxStatus.DEAD.value, utcnow(), reason[:200]
+            case_id, seq = row.case_id, row.seq
+        self._publish_status(case_id, message_id, seq)
+
+    async def _file(self, job: Outbox) -> None:
+        async with self.db.read() as session:
+            entry = await session.get(ParticipationEntry, job.ref_id)
+            assert entry is not None
+            body = await self.keys.decrypt_text(
+                session, entry.case_id, entry.payload_enc, table=ENTRY_TABLE, row_id=entry.id,
+                field=ENTRY_FIELD,
+            )
+        payload = json.loads(body)
+        for sink in self.sinks:
+            await sink.deliver(payload)
+        async with self.db.write() as session:
+            row = await session.get(ParticipationEntry, entry.id)
+            assert row is not None
+            row.filed_at = utcnow()
+            done = await session.get(Outbox, job.id)
+            assert done is not None
+            done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None
+
+    async def _retry(self, job: Outbox, *, error: str, delay: float | None = None) -> None:
+        async with self.db.write() as session:
+            row = await session.get(Outbox, job.id)
+            assert row is not None
+            row.attempts += 1
+            row.last_error = error[:200]
+            row.claimed_until = None
+            now = utcnow()
+            if now - row.created_at > GIVE_UP_AFTER:
+                row.status = OutboxStatus.DEAD.value
+                log.error("outbox job %s (%s) dead-lettered after %d attempts", row.id, row.kind,
+                          row.attempts)
+                return
+            wait = delay if delay is not None else backoff(row.attempts)
+            row.next_attempt_at = now + dt.timedelta(seconds=wait)
+
+    async def _finish(self, job: Outbox, status: OutboxStatus, *, error: str) -> None:
+        async with self.db.write() as session:
+            row = await session.get(Outbox, job.id)
+            assert row is not None
+            row.status, row.done_at, row.last_error = status.value, utcnow(), error[:200]
+
+    def _publish_status(self, case_id: str, message_id: str, seq: int) -> None:
+        self.hub.publish(f"case:{case_id}", {"type": "status", "case_id": case_id,
+                                              "message_id": message_id, "seq": seq})

@@ -1,0 +1,336 @@
+"""The path of a message, in and out (DESIGN "The path of a message").
+
+Inbound, per message and in one transaction: de-duplicate on (channel, provider message id),
+find the sender's channel identity by blind index, run the safety check first, then the engine,
+store the message encrypted with its participation entry and outbox rows — and only then return,
+so the adapter acknowledges after commit. After commit: live push to the inbox, wake the outbox.
+
+Outbound (a caseworker's reply): message row, participation entry and delivery job in one
+transaction; the outbox worker sends it and status reports move its delivery state forward.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.caselog.entries import EntryDraft, add_entry, message_summary
+from bot.crypto import DataKey
+from bot.engine.hooks import Engine, SafetyCheck, no_safety_flags, pass_to_caseworker
+from bot.errors import NotFound
+from bot.ids import uuid7
+from bot.keys import KeyService
+from bot.live import Hub
+from bot.storage.db import Database
+from bot.storage.models import (
+    Author,
+    Case,
+    ChannelIdentity,
+    ConversationState,
+    Direction,
+    Message,
+    Outbox,
+    utcnow,
+)
+from channels.base import DeliveryState, Inbound, StatusUpdate
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TABLE = "message"
+BODY = "body"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where a message ended up. ``duplicate`` means a provider retry of a stored message."""
+
+    message_id: str
+    case_id: str
+    seq: int
+    duplicate: bool = False
+
+
+class Router:
+    """Inbound pipeline and outbound dispatch; the only writer of messages."""
+
+    def __init__(
+        self, *, db: Database, keys: KeyService, hub: Hub, verbatim_entries: bool = False,
+        safety: SafetyCheck = no_safety_flags, engine: Engine = pass_to_caseworker,
+        wake_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.hub = hub
+        self.verbatim_entries = verbatim_entries
+        self.safety = safety
+        self.engine = engine
+        self.wake_outbox = wake_outbox
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    async def route(self, inbounds: Sequence[Inbound]) -> None:
+        """The :data:`channels.base.Route` callable handed to adapters."""
+        await self.route_inbound(inbounds)
+
+    async def route_inbound(self, inbounds: Sequence[Inbound]) -> list[Stored | None]:
+        """Persist each message (``None`` for an unknown sender); return after commit."""
+        results: list[Stored | None] = []
+        for inbound in inbounds:
+            try:
+                result = await self._store_inbound(inbound)
+            except IntegrityError:
+                # A concurrent retry of the same message won the race; report its row.
+                result = await self._existing(inbound)
+                if result is None:
+                    raise
+            results.append(result)
+            if result is not None and not result.duplicate:
+                self.hub.publish(f"case:{result.case_id}", _event("message", result))
+        if any(r is not None and not r.duplicate for r in results):
+            self.wake_outbox()
+        return results
+
+    async def _existing(self, inbound: Inbound) -> Stored | None:
+        async with self.db.read() as session:
+            row = await _find_inbound(session, inbound)
+        return None if row is None else Stored(row.id, row.case_id, row.seq, duplicate=True)
+
+    async def _store_inbound(self, inbound: Inbound) -> Stored | None:
+        index = self.keys.address_index(inbound.channel, inbound.address)
+        async with self.db.write() as session:
+            existing = await _find_inbound(session, inbound)
+            if existing is not None:
+                return Stored(existing.id, existing.case_id, existing.seq, duplicate=True)
+            identity = (
+                await session.exec(
+                    select(ChannelIdentity).where(
+                        ChannelIdentity.channel == inbound.channel,
+                        ChannelIdentity.address_index == index,
+                    )
+                )
+            ).first()
+            if identity is None:
+                # Enrolment by code arrives with the bot issue; until then nothing is stored.
+                log.info("%s: message from an unknown sender ignored", inbound.channel)
+                return None
+            case = await session.get(Case, identity.case_id)
+            assert case is not None
+            safety = self.safety(inbound.text, language=case.language)
+            key = await self.keys.case_key(session, case.id)
+            seq = await _next_seq(session, case.id)
+            state = await session.get(ConversationState, case.id)
+            assert state is not None
+            result = self.engine(
+                inbound.text, language=case.language, state=json.loads(state.engine_state)
+            )
+            message = _message(
+                key, case_id=case.id, seq=seq, direction=Direction.INBOUND,
+                channel=inbound.channel, identity_id=identity.id, author=Author.CHILD,
+                text=inbound.text, provider_message_id=inbound.provider_message_id,
+                state=DeliveryState.DELIVERED, at=inbound.received_at,
+            )
+            session.add(message)
+            state.last_inbound_at = inbound.received_at
+            state.engine_state = json.dumps(result.state)
+            await add_entry(
+                session, case_id=case.id, key=key, verbatim=self.verbatim_entries,
+                draft=EntryDraft(
+                    kind="message", occurred_at=inbound.received_at, case_ref=case.case_ref,
+                    channel=inbound.channel, direction="in", actor="child",
+                    summary=message_summary(actor="child", channel=inbound.channel,
+                                            text=inbound.text),
+                    text=inbound.text, message_id=message.id,
+                ),
+            )
+            if safety.urgent:
+                log.warning("safety flag on case %s: %s", case.id, ",".join(safety.reasons))
+            for reply in result.replies:
+                await self._queue_outbound(
+                    session, key, case=case, identity=identity, text=reply, author=Author.BOT,
+                    caseworker_id=None,
+                )
+            return Stored(message.id, case.id, seq)
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    async def reply(
+        self, *, case_id: str, caseworker_id: str, text: str, identity_id: str | None = None
+    ) -> Stored:
+        """Queue a caseworker's reply to the child's most recent channel (or ``identity_id``)."""
+        async with self.db.write() as session:
+            case = await session.get(Case, case_id)
+            if case is None:
+                raise NotFound("case")
+            identity = await _reply_identity(session, case_id, identity_id)
+            key = await self.keys.case_key(session, case_id)
+            message = await self._queue_outbound(
+                session, key, case=case, identity=identity, text=text,
+                author=Author.CASEWORKER, caseworker_id=caseworker_id,
+            )
+            stored = Stored(message.id, case_id, message.seq)
+        self.hub.publish(f"case:{case_id}", _event("message", stored))
+        self.wake_outbox()
+        return stored
+
+    async def _queue_outbound(
+        self, session: AsyncSession, key: DataKey, *, case: Case, identity: ChannelIdentity,
+        text: str, author: Author, caseworker_id: str | None,
+    ) -> Message:
+        now = utcnow()
+        seq = await _next_seq(session, case.id)
+        message = _message(
+            key, case_id=case.id, seq=seq, direction=Direction.OUTBOUND,
+            channel=identity.channel, identity_id=identity.id, author=author, text=text,
+            provider_message_id=None, state=DeliveryState.QUEUED, at=now,
+            caseworker_id=caseworker_id,
+        )
+        session.add(message)
+        await session.execute(
+            update(ConversationState)
+            .where(col(ConversationState.case_id) == case.id)
+            .values(last_outbound_at=now)
+        )
+        session.add(Outbox(id=uuid7(), kind="deliver", case_id=case.id, ref_id=message.id,
+                           seq=seq, next_attempt_at=now))
+        await add_entry(
+            session, case_id=case.id, key=key, verbatim=self.verbatim_entries,
+            draft=EntryDraft(
+                kind="message", occurred_at=now, case_ref=case.case_ref,
+                channel=identity.channel, direction="out", actor=author.value,
+                summary=message_summary(actor=author.value, channel=identity.channel, text=text),
+                text=text, message_id=message.id,
+            ),
+        )
+        return message
+
+    # -- delivery state ---------------------------------------------------------------------
+
+    async def record_status(self, updates: Sequence[StatusUpdate]) -> None:
+        """Move delivery states forward (never back) from provider reports."""
+        async with self.db.write() as session:
+            changed = []
+            for status in updates:
+                message = (
+                    await session.exec(
+                        select(Message).where(
+                            Message.channel == status.channel,
+                            Message.direction == Direction.OUTBOUND.value,
+                            Message.provider_message_id == status.provider_message_id,
+                        )
+                    )
+                ).first()
+                if message is not None and apply_delivery_state(
+                    message, status.state, status.reason
+                ):
+                    changed.append(message)
+        self._publish_status(changed)
+
+    async def confirm_delivery(self, case_id: str, message_ids: Sequence[str]) -> None:
+        """Our own page showed these messages to the child (web chat): they are delivered."""
+        async with self.db.write() as session:
+            rows = (
+                await session.exec(
+                    select(Message).where(
+                        Message.case_id == case_id, col(Message.id).in_(list(message_ids))
+                    )
+                )
+            ).all()
+            changed = [m for m in rows if apply_delivery_state(m, DeliveryState.DELIVERED, None)]
+        self._publish_status(changed)
+
+    def _publish_status(self, messages: Sequence[Message]) -> None:
+        for m in messages:
+            self.hub.publish(f"case:{m.case_id}", {"type": "status", "case_id": m.case_id,
+                                                    "message_id": m.id, "seq": m.seq})
+
+
+def apply_delivery_state(message: Message, new: DeliveryState, reason: str | None) -> bool:
+    current = DeliveryState(message.delivery_state)
+    after = current.advance(new)
+    if after == current:
+        return False
+    message.delivery_state = after.value
+    if after in (DeliveryState.FAILED, DeliveryState.UNDELIVERED):
+        message.delivery_reason = reason
+    if after in (DeliveryState.DELIVERED, DeliveryState.READ) and message.delivered_at is None:
+        message.delivered_at = utcnow()
+    return True
+
+
+def _event(kind: str, stored: Stored) -> dict[str, object]:
+    return {"type": kind, "case_id": stored.case_id, "message_id": stored.message_id,
+            "seq": stored.seq}
+
+
+def _message(
+    key: DataKey, *, case_id: str, seq: int, direction: Direction, channel: str,
+    identity_id: str, author: Author, text: str, provider_message_id: str | None,
+    state: DeliveryState, at: dt.datetime, caseworker_id: str | None = None,
+) -> Message:
+    message_id = uuid7()
+    return Message(
+        id=message_id, case_id=case_id, seq=seq, direction=direction.value, channel=channel,
+        identity_id=identity_id, author=author.value, caseworker_id=caseworker_id,
+        body_enc=key.encrypt(text, table=MESSAGE_TABLE, row_id=message_id, field=BODY),
+        provider_message_id=provider_message_id, delivery_state=state.value, created_at=at,
+        delivered_at=at if state == DeliveryState.DELIVERED else None,
+    )
+
+
+async def _next_seq(session: AsyncSession, case_id: str) -> int:
+    # The row lock on conversation_state orders a conversation's writes on PostgreSQL.
+    return (
+        await session.execute(
+            update(ConversationState)
+            .where(col(ConversationState.case_id) == case_id)
+            .values(next_seq=ConversationState.next_seq + 1)
+            .returning(ConversationState.next_seq)
+        )
+    ).scalar_one() - 1
+
+
+async def _find_inbound(session: AsyncSession, inbound: Inbound) -> Message | None:
+    return (
+        await session.exec(
+            select(Message).where(
+                Message.channel == inbound.channel,
+                Message.direction == Direction.INBOUND.value,
+                Message.provider_message_id == inbound.provider_message_id,
+            )
+        )
+    ).first()
+
+
+async def _reply_identity(
+    session: AsyncSession, case_id: str, identity_id: str | None
+) -> ChannelIdentity:
+    if identity_id is not None:
+        identity = await session.get(ChannelIdentity, identity_id)
+        if identity is None or identity.case_id != case_id:
+            raise NotFound("channel identity")
+        return identity
+    last_in = (
+        await session.exec(
+            select(Message.identity_id)
+            .where(Message.case_id == case_id, Message.direction == Direction.INBOUND.value)
+            .order_by(col(Message.seq).desc())
+            .limit(1)
+        )
+    ).first()
+    query = select(ChannelIdentity).where(
+        ChannelIdentity.case_id == case_id, ChannelIdentity.status == "active"
+    )
+    if last_in is not None:
+        query = query.where(ChannelIdentity.id == last_in)
+    identity = (await session.exec(query.order_by(col(ChannelIdentity.created_at)))).first()
+    if identity is None:
+        raise NotFound("channel identity")
+    return identity

@@ -1,0 +1,147 @@
+"""Configuration, read once into one frozen object.
+
+Nothing else in Stemme reads ``os.environ``: :func:`Settings.from_env` is called by the CLI and the
+result is passed down. Every variable has the prefix ``STEMME_``; the defaults make a working demo
+on a laptop (SQLite under ``./var/``, a generated key file, http on 127.0.0.1). In production mode
+the service refuses to start until the secrets and a public https URL are configured, and the
+error says exactly what to set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+PREFIX = "STEMME_"
+Mode = Literal["demo", "production"]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the variables to set."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything Stemme is configured with. Build it with :meth:`from_env`."""
+
+    mode: Mode = "demo"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_base_url: str = "http://127.0.0.1:8080"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    # Secrets. Either both keys as variables, or a key file (generated in demo mode).
+    master_key: str = dataclasses.field(default="", repr=False)
+    index_key: str = dataclasses.field(default="", repr=False)
+    key_file: Path | None = None
+    default_language: Literal["da", "en"] = "da"
+    municipality_name: str = "Demo Kommune (fiktiv)"
+    quick_exit_url: str = "https://www.dr.dk/"
+    caselog_dir: Path | None = None
+    outbox_poll_seconds: float = 1.0
+    outbox_batch: int = 50
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 10
+    log_level: str = "INFO"
+
+    # -- derived values -------------------------------------------------------------------
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "production"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'stemme.db').as_posix()}"
+
+    @property
+    def effective_key_file(self) -> Path:
+        return self.key_file if self.key_file is not None else self.data_dir / "keyring.json"
+
+    @property
+    def effective_caselog_dir(self) -> Path:
+        return self.caselog_dir if self.caselog_dir is not None else self.data_dir / "caselog"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return urlsplit(self.public_base_url).scheme == "https"
+
+    def public_url(self, path: str) -> str:
+        """An absolute URL under the configured public base (never the request's Host)."""
+        return self.public_base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``STEMME_*`` variables (default: the process environment) and validate.
+
+        Raises:
+            ConfigError: a value is malformed, or production mode lacks what it needs.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, str(f.type), raw)
+        values.update(overrides)
+        if "public_base_url" not in values and ("port" in values or "host" in values):
+            defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+            host = values.get("host", defaults["host"])
+            values["public_base_url"] = f"http://{host}:{values.get('port', defaults['port'])}"
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check the combination of values; production mode is strict."""
+        if self.mode not in ("demo", "production"):
+            raise ConfigError("STEMME_MODE must be 'demo' or 'production'.")
+        if self.default_language not in ("da", "en"):
+            raise ConfigError("STEMME_DEFAULT_LANGUAGE must be 'da' or 'en'.")
+        url = urlsplit(self.public_base_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(
+                "STEMME_PUBLIC_BASE_URL must be an absolute URL such as https://stemme.example.dk"
+            )
+        if not self.production:
+            return
+        problems: list[str] = []
+        has_env_keys = bool(self.master_key and self.index_key)
+        if not has_env_keys and self.key_file is None:
+            problems.append(
+                "set STEMME_MASTER_KEY and STEMME_INDEX_KEY (or STEMME_KEY_FILE pointing to a "
+                "keyring outside the database; create one with `stemme keys generate`)"
+            )
+        if url.scheme != "https":
+            problems.append(
+                "set STEMME_PUBLIC_BASE_URL to the public https address, "
+                "e.g. https://stemme.example.dk"
+            )
+        if problems:
+            raise ConfigError(
+                "Refusing to start in production mode: " + "; and ".join(problems) + "."
+            )
+
+
+def _convert(name: str, type_name: str, raw: str) -> object:
+    variable = PREFIX + name.upper()
+    try:
+        if "Path" in type_name:
+            return Path(raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{variable} must be a number.") from None
+    return raw

@@ -1,0 +1,232 @@
+"""Tables (SQLModel). Everything a child wrote, and every address, is stored encrypted.
+
+Columns named ``*_enc`` hold ciphertexts from :mod:`bot.crypto`, bound by associated data to
+their case, table, row id and column name. Look-ups on addresses and tokens use ``*_index``
+columns (blind indexes). Ids are UUIDv7 strings, so they sort by creation time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on both databases (SQLite stores naive text, PostgreSQL timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Any:
+    column = Column(UTCDateTime(), nullable=nullable, index=index)
+    if nullable:
+        return Field(default=None, sa_column=column)
+    return Field(default_factory=utcnow, sa_column=column)
+
+
+def _blob(*, nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(LargeBinary, nullable=nullable))
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class Author(enum.StrEnum):
+    CHILD = "child"
+    CASEWORKER = "caseworker"
+    BOT = "bot"
+
+
+class Role(enum.StrEnum):
+    CASEWORKER = "caseworker"
+    TEAM_LEAD = "team_lead"
+    ADMIN = "admin"
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class Caseworker(SQLModel, table=True):
+    __tablename__ = "caseworker"
+
+    id: str = Field(primary_key=True, max_length=36)
+    username: str = Field(max_length=64, unique=True)
+    display_name: str = Field(max_length=200)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(default=Role.CASEWORKER.value, max_length=20)
+    language: str = Field(default="da", max_length=5)
+    active: bool = Field(default=True)
+    created_at: dt.datetime = _ts()
+
+
+class Case(SQLModel, table=True):
+    __tablename__ = "child_case"
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_ref: str = Field(max_length=100, unique=True)
+    caseworker_id: str = Field(foreign_key="caseworker.id", max_length=36, index=True)
+    child_name_enc: bytes = _blob()
+    child_birth_date: dt.date
+    language: str = Field(default="da", max_length=5)
+    created_at: dt.datetime = _ts()
+    closed_at: dt.datetime | None = _ts(nullable=True)
+
+
+class CaseKey(SQLModel, table=True):
+    """A case's data key, wrapped by a master key version kept outside the database."""
+
+    __tablename__ = "case_key"
+
+    case_id: str = Field(foreign_key="child_case.id", primary_key=True, max_length=36)
+    version: int = Field(primary_key=True)
+    wrapped: bytes | None = _blob(nullable=True)
+    master_version: int
+    created_at: dt.datetime = _ts()
+    destroyed_at: dt.datetime | None = _ts(nullable=True)
+
+
+class ChannelIdentity(SQLModel, table=True):
+    """One way to reach a child: an address (phone, chat id, web chat token) on one channel."""
+
+    __tablename__ = "channel_identity"
+    __table_args__ = (UniqueConstraint("channel", "address_index"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
+    channel: str = Field(max_length=20)
+    address_enc: bytes = _blob()
+    address_index: str = Field(max_length=64)
+    status: str = Field(default="active", max_length=20)
+    created_at: dt.datetime = _ts()
+
+
+class ConversationState(SQLModel, table=True):
+    """Per-case counters and engine state; its row lock orders a conversation's writes."""
+
+    __tablename__ = "conversation_state"
+
+    case_id: str = Field(foreign_key="child_case.id", primary_key=True, max_length=36)
+    next_seq: int = Field(default=1)
+    next_entry_seq: int = Field(default=1)
+    last_inbound_at: dt.datetime | None = _ts(nullable=True)
+    last_outbound_at: dt.datetime | None = _ts(nullable=True)
+    engine_state: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("case_id", "seq"),
+        UniqueConstraint("channel", "direction", "provider_message_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36)
+    seq: int
+    direction: str = Field(max_length=3)
+    channel: str = Field(max_length=20)
+    identity_id: str | None = Field(
+        default=None, foreign_key="channel_identity.id", max_length=36
+    )
+    author: str = Field(max_length=20)
+    caseworker_id: str | None = Field(default=None, foreign_key="caseworker.id", max_length=36)
+    body_enc: bytes = _blob()
+    provider_message_id: str | None = Field(default=None, max_length=128)
+    delivery_state: str = Field(max_length=20)
+    delivery_reason: str | None = Field(default=None, max_length=200)
+    created_at: dt.datetime = _ts()
+    read_at: dt.datetime | None = _ts(nullable=True)
+    delivered_at: dt.datetime | None = _ts(nullable=True)
+
+
+class ParticipationEntry(SQLModel, table=True):
+    """One exchange for the municipality's case record; the payload is encrypted here."""
+
+    __tablename__ = "participation_entry"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36)
+    seq: int
+    kind: str = Field(max_length=40)
+    occurred_at: dt.datetime = _ts()
+    payload_enc: bytes = _blob()
+    filed_at: dt.datetime | None = _ts(nullable=True)
+
+
+class Outbox(SQLModel, table=True):
+    """Work to do after commit: deliver a message, file a participation entry."""
+
+    __tablename__ = "outbox"
+
+    id: str = Field(primary_key=True, max_length=36)
+    kind: str = Field(max_length=20)
+    case_id: str | None = Field(default=None, max_length=36, index=True)
+    ref_id: str = Field(max_length=36)
+    seq: int = Field(default=0)
+    status: str = Field(default=OutboxStatus.PENDING.value, max_length=10)
+    attempts: int = Field(default=0)
+    next_attempt_at: dt.datetime = _ts(index=True)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: dt.datetime | None = _ts(nullable=True)
+    last_error: str | None = Field(default=None, max_length=200)
+    created_at: dt.datetime = _ts()
+    done_at: dt.datetime | None = _ts(nullable=True)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only and hash-chained: each row's hash covers the previous row's hash."""
+
+    __tablename__ = "audit_event"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(max_length=36, unique=True)
+    occurred_at: dt.datetime = _ts()
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    case_id: str | None = Field(default=None, max_length=36, index=True)
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class InboxSession(SQLModel, table=True):
+    """A caseworker's login; the cookie holds a token, the table only its SHA-256."""
+
+    __tablename__ = "inbox_session"
+
+    id: str = Field(primary_key=True, max_length=64)
+    caseworker_id: str = Field(foreign_key="caseworker.id", max_length=36, index=True)
+    csrf_token: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: dt.datetime = _ts()
+    last_seen_at: dt.datetime = _ts()
+    expires_at: dt.datetime = _ts()
+    revoked_at: dt.datetime | None = _ts(nullable=True)

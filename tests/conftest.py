@@ -1,0 +1,99 @@
+"""Shared fixtures: a clean environment, and one storage fixture over SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import create_app
+from bot.crypto import Keyring
+from bot.keys import KeyService
+from bot.settings import Settings
+from bot.storage.db import Database
+from bot.storage.migrate import upgrade
+from tests.support.pgserver import PgServer, create_database, drop_database, start_pg, stop_pg
+
+TEMPLATE_DB = "stemme_template"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start from an environment without STEMME_* settings."""
+    for name in list(os.environ):
+        if name.startswith("STEMME_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL for the run, with a migrated template database."""
+    server = start_pg()
+    try:
+        asyncio.run(create_database(server, TEMPLATE_DB))
+        upgrade(server.url(TEMPLATE_DB))
+        yield server
+    finally:
+        stop_pg(server)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "stemme.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated database URL, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "stemme.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    name = f"t_{uuid4().hex[:12]}"
+    asyncio.run(create_database(server, name, template=TEMPLATE_DB))
+    try:
+        yield server.url(name)
+    finally:
+        asyncio.run(drop_database(server, name))
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    return Keyring.generate()
+
+
+@pytest.fixture
+def keys(keyring: Keyring) -> KeyService:
+    return KeyService(keyring)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings.from_env({}, data_dir=tmp_path, database_url=db_url)
+
+
+@pytest.fixture
+async def client(settings: Settings, keyring: Keyring) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    """The whole app on a real socket on 127.0.0.1, with the outbox worker running."""
+    app = create_app(settings, keyring=keyring)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        yield test_client
