@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot import appkeys
 from bot.caselog.sinks import JsonlSink, Sink
@@ -29,10 +30,8 @@ log = logging.getLogger(__name__)
 
 
 @web.middleware
-async def security_headers(
-    request: web.Request, handler: web.Handler
-) -> web.StreamResponse:
-    response = await handler(request)
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Frame-Options", "DENY")
@@ -51,12 +50,25 @@ def create_app(
     texts = Texts.load()
     sinks: list[Sink] = [JsonlSink(settings.effective_caselog_dir)]
     router = Router(db=db, keys=keys, hub=hub)
-    backend = ChatBackend(db=db, keys=keys, hub=hub, router=router, texts=texts,
-                          default_language=settings.default_language)
+    backend = ChatBackend(
+        db=db,
+        keys=keys,
+        hub=hub,
+        router=router,
+        texts=texts,
+        default_language=settings.default_language,
+    )
     webchat = WebChatChannel(backend, quick_exit_url=settings.quick_exit_url)
     channels: dict[str, Channel] = {webchat.name: webchat}
-    outbox = OutboxWorker(db=db, keys=keys, hub=hub, channels=channels, sinks=sinks,
-                          poll_seconds=settings.outbox_poll_seconds, batch=settings.outbox_batch)
+    outbox = OutboxWorker(
+        db=db,
+        keys=keys,
+        hub=hub,
+        channels=channels,
+        sinks=sinks,
+        poll_seconds=settings.outbox_poll_seconds,
+        batch=settings.outbox_batch,
+    )
     router.wake_outbox = outbox.wake
 
     app[appkeys.SETTINGS] = settings

@@ -24,8 +24,15 @@ GENESIS = "0" * 64
 _PG_AUDIT_LOCK = 0x5354454D  # "STEM"
 
 
-def _digest(prev_hash: str, event_id: str, occurred_at: dt.datetime, actor: str, action: str,
-            case_id: str | None, detail: str) -> str:
+def _digest(
+    prev_hash: str,
+    event_id: str,
+    occurred_at: dt.datetime,
+    actor: str,
+    action: str,
+    case_id: str | None,
+    detail: str,
+) -> str:
     body = json.dumps(
         [prev_hash, event_id, occurred_at.isoformat(), actor, action, case_id, detail],
         separators=(",", ":"),
@@ -34,7 +41,11 @@ def _digest(prev_hash: str, event_id: str, occurred_at: dt.datetime, actor: str,
 
 
 async def record(
-    session: AsyncSession, *, actor: str, action: str, case_id: str | None = None,
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    case_id: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's write transaction. ``detail`` must hold no child text."""
@@ -49,8 +60,13 @@ async def record(
     now = utcnow()
     payload = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
     event = AuditEvent(
-        id=event_id, occurred_at=now, actor=actor, action=action, case_id=case_id,
-        detail=payload, prev_hash=prev,
+        id=event_id,
+        occurred_at=now,
+        actor=actor,
+        action=action,
+        case_id=case_id,
+        detail=payload,
+        prev_hash=prev,
         hash=_digest(prev, event_id, now, actor, action, case_id, payload),
     )
     session.add(event)
@@ -62,8 +78,15 @@ def verify_chain(events: Sequence[AuditEvent]) -> int | None:
     """The ``seq`` of the first event that breaks the chain, or ``None`` if it is intact."""
     prev = GENESIS
     for event in events:
-        expected = _digest(prev, event.id, event.occurred_at, event.actor, event.action,
-                           event.case_id, event.detail)
+        expected = _digest(
+            prev,
+            event.id,
+            event.occurred_at,
+            event.actor,
+            event.action,
+            event.case_id,
+            event.detail,
+        )
         if event.prev_hash != prev or event.hash != expected:
             return event.seq
         prev = event.hash

@@ -27,13 +27,23 @@ class NewCase:
 
 
 async def add_caseworker(
-    db: Database, *, username: str, display_name: str, password: str,
-    role: Role = Role.CASEWORKER, language: str = "da",
+    db: Database,
+    *,
+    username: str,
+    display_name: str,
+    password: str,
+    role: Role = Role.CASEWORKER,
+    language: str = "da",
 ) -> str:
     async with db.write() as session:
-        worker = Caseworker(id=uuid7(), username=username, display_name=display_name,
-                            password_hash=hash_password(password), role=role.value,
-                            language=language)
+        worker = Caseworker(
+            id=uuid7(),
+            username=username,
+            display_name=display_name,
+            password_hash=hash_password(password),
+            role=role.value,
+            language=language,
+        )
         session.add(worker)
     return worker.id
 
@@ -50,8 +60,14 @@ async def set_password(db: Database, *, username: str, password: str) -> None:
 
 
 async def add_case(
-    db: Database, keys: KeyService, *, case_ref: str, caseworker_username: str,
-    child_name: str, birth_date: dt.date, language: str = "da",
+    db: Database,
+    keys: KeyService,
+    *,
+    case_ref: str,
+    caseworker_username: str,
+    child_name: str,
+    birth_date: dt.date,
+    language: str = "da",
 ) -> NewCase:
     """A case with its data key, conversation state and a web chat identity."""
     async with db.write() as session:
@@ -65,14 +81,20 @@ async def add_case(
         case_id = uuid7()
         # The case row first: the key, state and identity rows point at it.
         key_placeholder = b""
-        case = Case(id=case_id, case_ref=case_ref, caseworker_id=worker.id,
-                    child_name_enc=key_placeholder, child_birth_date=birth_date,
-                    language=language)
+        case = Case(
+            id=case_id,
+            case_ref=case_ref,
+            caseworker_id=worker.id,
+            child_name_enc=key_placeholder,
+            child_birth_date=birth_date,
+            language=language,
+        )
         session.add(case)
         await session.flush()
         key = await keys.create_case_key(session, case_id)
-        case.child_name_enc = key.encrypt(child_name, table="child_case", row_id=case_id,
-                                          field="child_name")
+        case.child_name_enc = key.encrypt(
+            child_name, table="child_case", row_id=case_id, field="child_name"
+        )
         session.add(ConversationState(case_id=case_id))
         token = await add_webchat_identity(session, keys, case_id)
     return NewCase(case_id=case_id, case_ref=case_ref, webchat_token=token)
@@ -85,9 +107,12 @@ async def add_webchat_identity(session: AsyncSession, keys: KeyService, case_id:
     identity_id = uuid7()
     session.add(
         ChannelIdentity(
-            id=identity_id, case_id=case_id, channel=WEBCHAT,
-            address_enc=key.encrypt(token, table="channel_identity", row_id=identity_id,
-                                    field="address"),
+            id=identity_id,
+            case_id=case_id,
+            channel=WEBCHAT,
+            address_enc=key.encrypt(
+                token, table="channel_identity", row_id=identity_id, field="address"
+            ),
             address_index=keys.address_index(WEBCHAT, token),
         )
     )
@@ -100,13 +125,20 @@ async def webchat_tokens(db: Database, keys: KeyService, case_id: str) -> list[s
         rows = (
             await session.exec(
                 select(ChannelIdentity).where(
-                    ChannelIdentity.case_id == case_id, ChannelIdentity.channel == WEBCHAT,
+                    ChannelIdentity.case_id == case_id,
+                    ChannelIdentity.channel == WEBCHAT,
                     ChannelIdentity.status == "active",
                 )
             )
         ).all()
         return [
-            await keys.decrypt_text(session, case_id, row.address_enc, table="channel_identity",
-                                    row_id=row.id, field="address")
+            await keys.decrypt_text(
+                session,
+                case_id,
+                row.address_enc,
+                table="channel_identity",
+                row_id=row.id,
+                field="address",
+            )
             for row in rows
         ]

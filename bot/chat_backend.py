@@ -24,7 +24,13 @@ HISTORY_LIMIT = 500
 
 class ChatBackend:
     def __init__(
-        self, *, db: Database, keys: KeyService, hub: Hub, router: Router, texts: Texts,
+        self,
+        *,
+        db: Database,
+        keys: KeyService,
+        hub: Hub,
+        router: Router,
+        texts: Texts,
         default_language: str,
     ) -> None:
         self.db = db
@@ -77,12 +83,19 @@ class ChatBackend:
             lines = []
             for row in rows:
                 text = await self.keys.decrypt_text(
-                    session, row.case_id, row.body_enc, table=MESSAGE_TABLE, row_id=row.id,
+                    session,
+                    row.case_id,
+                    row.body_enc,
+                    table=MESSAGE_TABLE,
+                    row_id=row.id,
                     field=BODY,
                 )
                 lines.append(
                     ChatLine(
-                        seq=row.seq, direction=row.direction, author=row.author, text=text,
+                        seq=row.seq,
+                        direction=row.direction,
+                        author=row.author,
+                        text=text,
                         at=row.created_at,
                         client_id=row.provider_message_id if row.direction == "in" else None,
                     )

@@ -1,11 +1,11 @@
 """The ``stemme`` command.
 
-    stemme init                      create the key file (demo) and migrate the database
-    stemme serve                     run the service
-    stemme demo                      fictional caseworker and case; print the links and login
-    stemme user add USERNAME         add a caseworker (password from STEMME_NEW_PASSWORD or a prompt)
-    stemme case add REF --caseworker USERNAME --birth-date YYYY-MM-DD --name NAME
-    stemme keys generate             print a new keyring for STEMME_KEY_FILE
+stemme init                      create the key file (demo) and migrate the database
+stemme serve                     run the service
+stemme demo                      fictional caseworker and case; print the links and login
+stemme user add USERNAME         add a caseworker (password from STEMME_NEW_PASSWORD or a prompt)
+stemme case add REF --caseworker USERNAME --birth-date YYYY-MM-DD --name NAME
+stemme keys generate             print a new keyring for STEMME_KEY_FILE
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ DEMO_CASE = "DEMO-0001"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     try:
         settings = Settings.from_env()
         logging.getLogger().setLevel(settings.log_level.upper())
@@ -105,10 +107,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.production:
         cmd_init(settings, args)
     app = create_app(settings)
-    print(f"Stemme is running on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)",
-          flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                access_log=None, shutdown_timeout=5)
+    print(
+        f"Stemme is running on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)",
+        flush=True,
+    )
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5,
+    )
     return 0
 
 
@@ -137,14 +147,19 @@ async def _demo(settings: Settings, password: str) -> str:
             ).first()
             case = (await session.exec(select(Case).where(Case.case_ref == DEMO_CASE))).first()
         if worker is None:
-            await add_caseworker(db, username=DEMO_USER, display_name="Rådgiver Demo (fiktiv)",
-                                 password=password)
+            await add_caseworker(
+                db, username=DEMO_USER, display_name="Rådgiver Demo (fiktiv)", password=password
+            )
         else:
             await set_password(db, username=DEMO_USER, password=password)
         if case is None:
             new = await add_case(
-                db, keys, case_ref=DEMO_CASE, caseworker_username=DEMO_USER,
-                child_name="Testbarn Kim (fiktiv)", birth_date=dt.date(2013, 5, 17),
+                db,
+                keys,
+                case_ref=DEMO_CASE,
+                caseworker_username=DEMO_USER,
+                child_name="Testbarn Kim (fiktiv)",
+                birth_date=dt.date(2013, 5, 17),
             )
             return new.webchat_token
         return (await webchat_tokens(db, keys, case.id))[0]
@@ -155,9 +170,18 @@ async def _demo(settings: Settings, password: str) -> str:
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     password = _new_password()
     try:
-        asyncio.run(_with_db(settings, lambda db: add_caseworker(
-            db, username=args.username, display_name=args.name, password=password,
-            language=args.language)))
+        asyncio.run(
+            _with_db(
+                settings,
+                lambda db: add_caseworker(
+                    db,
+                    username=args.username,
+                    display_name=args.name,
+                    password=password,
+                    language=args.language,
+                ),
+            )
+        )
     except IntegrityError:
         print(f"stemme: user {args.username!r} exists already", file=sys.stderr)
         return 1
@@ -168,9 +192,15 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_case_add(settings: Settings, args: argparse.Namespace) -> int:
     async def run(db: Database) -> str:
         keys = KeyService(load_keyring(settings))
-        new = await add_case(db, keys, case_ref=args.case_ref, caseworker_username=args.caseworker,
-                             child_name=args.name, birth_date=args.birth_date,
-                             language=args.language)
+        new = await add_case(
+            db,
+            keys,
+            case_ref=args.case_ref,
+            caseworker_username=args.caseworker,
+            child_name=args.name,
+            birth_date=args.birth_date,
+            language=args.language,
+        )
         return new.webchat_token
 
     try:

@@ -97,7 +97,13 @@ class KeyService:
         return key
 
     async def decrypt_text(
-        self, session: AsyncSession, case_id: str, blob: bytes, *, table: str, row_id: str,
+        self,
+        session: AsyncSession,
+        case_id: str,
+        blob: bytes,
+        *,
+        table: str,
+        row_id: str,
         field: str,
     ) -> str:
         """Decrypt one field, picking the data key version recorded in the ciphertext."""

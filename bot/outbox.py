@@ -10,6 +10,7 @@ jitter, capped, for up to 72 hours; then the job is dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -57,8 +58,15 @@ def backoff(attempts: int, *, rng: random.Random | None = None) -> float:
 
 class OutboxWorker:
     def __init__(
-        self, *, db: Database, keys: KeyService, hub: Hub, channels: Mapping[str, Channel],
-        sinks: Sequence[Sink], poll_seconds: float = 1.0, batch: int = 50,
+        self,
+        *,
+        db: Database,
+        keys: KeyService,
+        hub: Hub,
+        channels: Mapping[str, Channel],
+        sinks: Sequence[Sink],
+        poll_seconds: float = 1.0,
+        batch: int = 50,
     ) -> None:
         self.db = db
         self.keys = keys
@@ -84,10 +92,8 @@ class OutboxWorker:
                 done = 0
             if done:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
 
     async def run_once(self) -> int:
         """Claim and process the jobs that are due now; return how many were processed."""
@@ -109,10 +115,10 @@ class OutboxWorker:
                 or_(col(Outbox.claimed_until).is_(None), col(Outbox.claimed_until) < now),
                 ~exists().where(
                     and_(
-                        earlier.case_id == Outbox.case_id,
-                        earlier.kind == Outbox.kind,
-                        earlier.status == OutboxStatus.PENDING.value,
-                        earlier.seq < Outbox.seq,
+                        col(earlier.case_id) == col(Outbox.case_id),
+                        col(earlier.kind) == col(Outbox.kind),
+                        col(earlier.status) == OutboxStatus.PENDING.value,
+                        col(earlier.seq) < col(Outbox.seq),
                     )
                 ),
             )
@@ -120,7 +126,7 @@ class OutboxWorker:
             .limit(self.batch)
         )
         if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True, of=Outbox)  # type: ignore[arg-type]
+            query = query.with_for_update(skip_locked=True, of=Outbox)
         async with self.db.write() as session:
             jobs = list((await session.exec(query)).all())
             for job in jobs:
@@ -137,7 +143,7 @@ class OutboxWorker:
                     await self._file(job)
                 else:
                     await self._finish(job, OutboxStatus.DEAD, error=f"unknown kind {job.kind}")
-            except Exception as exc:  # noqa: BLE001 - a job never takes the worker down
+            except Exception as exc:
                 log.warning("outbox job %s (%s) failed: %s", job.id, job.kind, type(exc).__name__)
                 await self._retry(job, error=type(exc).__name__)
 
@@ -148,19 +154,28 @@ class OutboxWorker:
             identity = await session.get(ChannelIdentity, message.identity_id)
             assert identity is not None
             text = await self.keys.decrypt_text(
-                session, message.case_id, message.body_enc, table=MESSAGE_TABLE,
-                row_id=message.id, field=BODY,
+                session,
+                message.case_id,
+                message.body_enc,
+                table=MESSAGE_TABLE,
+                row_id=message.id,
+                field=BODY,
             )
             address = await self.keys.decrypt_text(
-                session, message.case_id, identity.address_enc, table="channel_identity",
-                row_id=identity.id, field="address",
+                session,
+                message.case_id,
+                identity.address_enc,
+                table="channel_identity",
+                row_id=identity.id,
+                field="address",
             )
         channel = self.channels.get(message.channel)
         if channel is None:
             await self._fail_message(job, message.id, "Kanalen er ikke slået til.")
             return
-        outbound = Outbound(channel=ChannelName(message.channel), address=address,
-                            message_id=message.id, text=text)
+        outbound = Outbound(
+            channel=ChannelName(message.channel), address=address, message_id=message.id, text=text
+        )
         try:
             receipt = await channel.send(outbound)
         except PermanentFailure as exc:
@@ -189,7 +204,11 @@ class OutboxWorker:
             apply_delivery_state(row, DeliveryState.FAILED, reason)
             dead = await session.get(Outbox, job.id)
             assert dead is not None
-            dead.status, dead.done_at, dead.last_error = OutboxStatus.DEAD.value, utcnow(), reason[:200]
+            dead.status, dead.done_at, dead.last_error = (
+                OutboxStatus.DEAD.value,
+                utcnow(),
+                reason[:200],
+            )
             case_id, seq = row.case_id, row.seq
         self._publish_status(case_id, message_id, seq)
 
@@ -198,7 +217,11 @@ class OutboxWorker:
             entry = await session.get(ParticipationEntry, job.ref_id)
             assert entry is not None
             body = await self.keys.decrypt_text(
-                session, entry.case_id, entry.payload_enc, table=ENTRY_TABLE, row_id=entry.id,
+                session,
+                entry.case_id,
+                entry.payload_enc,
+                table=ENTRY_TABLE,
+                row_id=entry.id,
                 field=ENTRY_FIELD,
             )
         payload = json.loads(body)
@@ -222,8 +245,12 @@ class OutboxWorker:
             now = utcnow()
             if now - row.created_at > GIVE_UP_AFTER:
                 row.status = OutboxStatus.DEAD.value
-                log.error("outbox job %s (%s) dead-lettered after %d attempts", row.id, row.kind,
-                          row.attempts)
+                log.error(
+                    "outbox job %s (%s) dead-lettered after %d attempts",
+                    row.id,
+                    row.kind,
+                    row.attempts,
+                )
                 return
             wait = delay if delay is not None else backoff(row.attempts)
             row.next_attempt_at = now + dt.timedelta(seconds=wait)
@@ -235,5 +262,7 @@ class OutboxWorker:
             row.status, row.done_at, row.last_error = status.value, utcnow(), error[:200]
 
     def _publish_status(self, case_id: str, message_id: str, seq: int) -> None:
-        self.hub.publish(f"case:{case_id}", {"type": "status", "case_id": case_id,
-                                              "message_id": message_id, "seq": seq})
+        self.hub.publish(
+            f"case:{case_id}",
+            {"type": "status", "case_id": case_id, "message_id": message_id, "seq": seq},
+        )

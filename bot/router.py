@@ -62,8 +62,14 @@ class Router:
     """Inbound pipeline and outbound dispatch; the only writer of messages."""
 
     def __init__(
-        self, *, db: Database, keys: KeyService, hub: Hub, verbatim_entries: bool = False,
-        safety: SafetyCheck = no_safety_flags, engine: Engine = pass_to_caseworker,
+        self,
+        *,
+        db: Database,
+        keys: KeyService,
+        hub: Hub,
+        verbatim_entries: bool = False,
+        safety: SafetyCheck = no_safety_flags,
+        engine: Engine = pass_to_caseworker,
         wake_outbox: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
@@ -132,29 +138,50 @@ class Router:
                 inbound.text, language=case.language, state=json.loads(state.engine_state)
             )
             message = _message(
-                key, case_id=case.id, seq=seq, direction=Direction.INBOUND,
-                channel=inbound.channel, identity_id=identity.id, author=Author.CHILD,
-                text=inbound.text, provider_message_id=inbound.provider_message_id,
-                state=DeliveryState.DELIVERED, at=inbound.received_at,
+                key,
+                case_id=case.id,
+                seq=seq,
+                direction=Direction.INBOUND,
+                channel=inbound.channel,
+                identity_id=identity.id,
+                author=Author.CHILD,
+                text=inbound.text,
+                provider_message_id=inbound.provider_message_id,
+                state=DeliveryState.DELIVERED,
+                at=inbound.received_at,
             )
             session.add(message)
             state.last_inbound_at = inbound.received_at
             state.engine_state = json.dumps(result.state)
             await add_entry(
-                session, case_id=case.id, key=key, verbatim=self.verbatim_entries,
+                session,
+                case_id=case.id,
+                key=key,
+                verbatim=self.verbatim_entries,
                 draft=EntryDraft(
-                    kind="message", occurred_at=inbound.received_at, case_ref=case.case_ref,
-                    channel=inbound.channel, direction="in", actor="child",
-                    summary=message_summary(actor="child", channel=inbound.channel,
-                                            text=inbound.text),
-                    text=inbound.text, message_id=message.id,
+                    kind="message",
+                    occurred_at=inbound.received_at,
+                    case_ref=case.case_ref,
+                    channel=inbound.channel,
+                    direction="in",
+                    actor="child",
+                    summary=message_summary(
+                        actor="child", channel=inbound.channel, text=inbound.text
+                    ),
+                    text=inbound.text,
+                    message_id=message.id,
                 ),
             )
             if safety.urgent:
                 log.warning("safety flag on case %s: %s", case.id, ",".join(safety.reasons))
             for reply in result.replies:
                 await self._queue_outbound(
-                    session, key, case=case, identity=identity, text=reply, author=Author.BOT,
+                    session,
+                    key,
+                    case=case,
+                    identity=identity,
+                    text=reply,
+                    author=Author.BOT,
                     caseworker_id=None,
                 )
             return Stored(message.id, case.id, seq)
@@ -172,8 +199,13 @@ class Router:
             identity = await _reply_identity(session, case_id, identity_id)
             key = await self.keys.case_key(session, case_id)
             message = await self._queue_outbound(
-                session, key, case=case, identity=identity, text=text,
-                author=Author.CASEWORKER, caseworker_id=caseworker_id,
+                session,
+                key,
+                case=case,
+                identity=identity,
+                text=text,
+                author=Author.CASEWORKER,
+                caseworker_id=caseworker_id,
             )
             stored = Stored(message.id, case_id, message.seq)
         self.hub.publish(f"case:{case_id}", _event("message", stored))
@@ -181,15 +213,30 @@ class Router:
         return stored
 
     async def _queue_outbound(
-        self, session: AsyncSession, key: DataKey, *, case: Case, identity: ChannelIdentity,
-        text: str, author: Author, caseworker_id: str | None,
+        self,
+        session: AsyncSession,
+        key: DataKey,
+        *,
+        case: Case,
+        identity: ChannelIdentity,
+        text: str,
+        author: Author,
+        caseworker_id: str | None,
     ) -> Message:
         now = utcnow()
         seq = await _next_seq(session, case.id)
         message = _message(
-            key, case_id=case.id, seq=seq, direction=Direction.OUTBOUND,
-            channel=identity.channel, identity_id=identity.id, author=author, text=text,
-            provider_message_id=None, state=DeliveryState.QUEUED, at=now,
+            key,
+            case_id=case.id,
+            seq=seq,
+            direction=Direction.OUTBOUND,
+            channel=identity.channel,
+            identity_id=identity.id,
+            author=author,
+            text=text,
+            provider_message_id=None,
+            state=DeliveryState.QUEUED,
+            at=now,
             caseworker_id=caseworker_id,
         )
         session.add(message)
@@ -198,15 +245,31 @@ class Router:
             .where(col(ConversationState.case_id) == case.id)
             .values(last_outbound_at=now)
         )
-        session.add(Outbox(id=uuid7(), kind="deliver", case_id=case.id, ref_id=message.id,
-                           seq=seq, next_attempt_at=now))
+        session.add(
+            Outbox(
+                id=uuid7(),
+                kind="deliver",
+                case_id=case.id,
+                ref_id=message.id,
+                seq=seq,
+                next_attempt_at=now,
+            )
+        )
         await add_entry(
-            session, case_id=case.id, key=key, verbatim=self.verbatim_entries,
+            session,
+            case_id=case.id,
+            key=key,
+            verbatim=self.verbatim_entries,
             draft=EntryDraft(
-                kind="message", occurred_at=now, case_ref=case.case_ref,
-                channel=identity.channel, direction="out", actor=author.value,
+                kind="message",
+                occurred_at=now,
+                case_ref=case.case_ref,
+                channel=identity.channel,
+                direction="out",
+                actor=author.value,
                 summary=message_summary(actor=author.value, channel=identity.channel, text=text),
-                text=text, message_id=message.id,
+                text=text,
+                message_id=message.id,
             ),
         )
         return message
@@ -248,8 +311,10 @@ class Router:
 
     def _publish_status(self, messages: Sequence[Message]) -> None:
         for m in messages:
-            self.hub.publish(f"case:{m.case_id}", {"type": "status", "case_id": m.case_id,
-                                                    "message_id": m.id, "seq": m.seq})
+            self.hub.publish(
+                f"case:{m.case_id}",
+                {"type": "status", "case_id": m.case_id, "message_id": m.id, "seq": m.seq},
+            )
 
 
 def apply_delivery_state(message: Message, new: DeliveryState, reason: str | None) -> bool:
@@ -266,35 +331,56 @@ def apply_delivery_state(message: Message, new: DeliveryState, reason: str | Non
 
 
 def _event(kind: str, stored: Stored) -> dict[str, object]:
-    return {"type": kind, "case_id": stored.case_id, "message_id": stored.message_id,
-            "seq": stored.seq}
+    return {
+        "type": kind,
+        "case_id": stored.case_id,
+        "message_id": stored.message_id,
+        "seq": stored.seq,
+    }
 
 
 def _message(
-    key: DataKey, *, case_id: str, seq: int, direction: Direction, channel: str,
-    identity_id: str, author: Author, text: str, provider_message_id: str | None,
-    state: DeliveryState, at: dt.datetime, caseworker_id: str | None = None,
+    key: DataKey,
+    *,
+    case_id: str,
+    seq: int,
+    direction: Direction,
+    channel: str,
+    identity_id: str,
+    author: Author,
+    text: str,
+    provider_message_id: str | None,
+    state: DeliveryState,
+    at: dt.datetime,
+    caseworker_id: str | None = None,
 ) -> Message:
     message_id = uuid7()
     return Message(
-        id=message_id, case_id=case_id, seq=seq, direction=direction.value, channel=channel,
-        identity_id=identity_id, author=author.value, caseworker_id=caseworker_id,
+        id=message_id,
+        case_id=case_id,
+        seq=seq,
+        direction=direction.value,
+        channel=channel,
+        identity_id=identity_id,
+        author=author.value,
+        caseworker_id=caseworker_id,
         body_enc=key.encrypt(text, table=MESSAGE_TABLE, row_id=message_id, field=BODY),
-        provider_message_id=provider_message_id, delivery_state=state.value, created_at=at,
+        provider_message_id=provider_message_id,
+        delivery_state=state.value,
+        created_at=at,
         delivered_at=at if state == DeliveryState.DELIVERED else None,
     )
 
 
 async def _next_seq(session: AsyncSession, case_id: str) -> int:
     # The row lock on conversation_state orders a conversation's writes on PostgreSQL.
-    return (
-        await session.execute(
-            update(ConversationState)
-            .where(col(ConversationState.case_id) == case_id)
-            .values(next_seq=ConversationState.next_seq + 1)
-            .returning(ConversationState.next_seq)
-        )
-    ).scalar_one() - 1
+    result = await session.execute(
+        update(ConversationState)
+        .where(col(ConversationState.case_id) == case_id)
+        .values(next_seq=col(ConversationState.next_seq) + 1)
+        .returning(col(ConversationState.next_seq))
+    )
+    return int(result.scalar_one()) - 1
 
 
 async def _find_inbound(session: AsyncSession, inbound: Inbound) -> Message | None:

@@ -177,7 +177,7 @@ class Channel(ABC):
         """The answer the provider expects once the messages are safely stored."""
         return web.Response(status=200)
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty by design
         """Release what the adapter holds (it does not own injected clients)."""
 
     # -- the shared sequence ----------------------------------------------------------------

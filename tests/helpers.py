@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-
 from dataclasses import dataclass
 
 from bot.cases import add_case, add_caseworker
@@ -15,7 +14,7 @@ PASSWORD = "correct-horse-battery"
 
 
 @dataclass(frozen=True)
-class TestCase:
+class CaseFixture:
     case_id: str
     webchat_token: str
     caseworker_id: str
@@ -23,7 +22,7 @@ class TestCase:
 
 async def make_case(
     db: Database, keys: KeyService, *, username: str = "kim", case_ref: str = "SAG-1"
-) -> TestCase:
+) -> CaseFixture:
     worker_id = await add_caseworker(
         db, username=username, display_name=f"{username} (fiktiv)", password=PASSWORD
     )
@@ -35,7 +34,7 @@ async def make_case(
         child_name="Testbarn (fiktiv)",
         birth_date=dt.date(2012, 3, 4),
     )
-    return TestCase(new.case_id, new.webchat_token, worker_id)
+    return CaseFixture(new.case_id, new.webchat_token, worker_id)
 
 
 def webchat_inbound(token: str, client_id: str, text: str) -> Inbound:

@@ -24,8 +24,12 @@ SCHEMA_VERSION = 1
 TABLE = "participation_entry"
 FIELD = "payload"
 
-_CHANNEL_DA = {"webchat": "webchat", "sms": "SMS", "telegram": "Telegram",
-               "messenger": "Messenger"}
+_CHANNEL_DA = {
+    "webchat": "webchat",
+    "sms": "SMS",
+    "telegram": "Telegram",
+    "messenger": "Messenger",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +51,12 @@ def message_summary(*, actor: str, channel: str, text: str) -> str:
     """A short Danish summary that does not quote the child."""
     words = len(text.split())
     via = _CHANNEL_DA.get(channel, channel)
-    who = {"child": "Barnet skrev", "caseworker": "Rådgiveren svarede",
-           "bot": "Stemme sendte en automatisk besked"}.get(actor, "Besked")
-    return f"{who} via {via} ({words} {'ord' if words != 1 else 'ord'})."
+    who = {
+        "child": "Barnet skrev",
+        "caseworker": "Rådgiveren svarede",
+        "bot": "Stemme sendte en automatisk besked",
+    }.get(actor, "Besked")
+    return f"{who} via {via} ({words} ord)."
 
 
 def payload(entry_id: str, draft: EntryDraft, *, verbatim: bool) -> dict[str, Any]:
@@ -76,21 +83,32 @@ async def add_entry(
     session: AsyncSession, *, case_id: str, key: DataKey, draft: EntryDraft, verbatim: bool
 ) -> ParticipationEntry:
     """Number, encrypt and store an entry, and queue its delivery — in the caller's transaction."""
-    seq = (
-        await session.execute(
-            update(ConversationState)
-            .where(col(ConversationState.case_id) == case_id)
-            .values(next_entry_seq=ConversationState.next_entry_seq + 1)
-            .returning(ConversationState.next_entry_seq)
-        )
-    ).scalar_one() - 1
+    result = await session.execute(
+        update(ConversationState)
+        .where(col(ConversationState.case_id) == case_id)
+        .values(next_entry_seq=col(ConversationState.next_entry_seq) + 1)
+        .returning(col(ConversationState.next_entry_seq))
+    )
+    seq = int(result.scalar_one()) - 1
     entry_id = uuid7()
     body = json.dumps(payload(entry_id, draft, verbatim=verbatim), ensure_ascii=False)
     entry = ParticipationEntry(
-        id=entry_id, case_id=case_id, seq=seq, kind=draft.kind, occurred_at=draft.occurred_at,
+        id=entry_id,
+        case_id=case_id,
+        seq=seq,
+        kind=draft.kind,
+        occurred_at=draft.occurred_at,
         payload_enc=key.encrypt(body, table=TABLE, row_id=entry_id, field=FIELD),
     )
     session.add(entry)
-    session.add(Outbox(id=uuid7(), kind="caselog", case_id=case_id, ref_id=entry_id, seq=seq,
-                       next_attempt_at=draft.occurred_at))
+    session.add(
+        Outbox(
+            id=uuid7(),
+            kind="caselog",
+            case_id=case_id,
+            ref_id=entry_id,
+            seq=seq,
+            next_attempt_at=draft.occurred_at,
+        )
+    )
     return entry

@@ -47,9 +47,8 @@ class Database:
         lock = self._write_lock if self._write_lock is not None else nullcontext()
         async with lock, self.engine.connect() as conn:
             conn = await conn.execution_options(**{_WRITE: True})
-            async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-                async with session.begin():
-                    yield session
+            async with AsyncSession(bind=conn, expire_on_commit=False) as session, session.begin():
+                yield session
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

@@ -41,7 +41,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 
 def _ts(*, nullable: bool = False, index: bool = False) -> Any:
-    column = Column(UTCDateTime(), nullable=nullable, index=index)
+    column: Column[dt.datetime] = Column(UTCDateTime(), nullable=nullable, index=index)
     if nullable:
         return Field(default=None, sa_column=column)
     return Field(default_factory=utcnow, sa_column=column)
@@ -153,9 +153,7 @@ class Message(SQLModel, table=True):
     seq: int
     direction: str = Field(max_length=3)
     channel: str = Field(max_length=20)
-    identity_id: str | None = Field(
-        default=None, foreign_key="channel_identity.id", max_length=36
-    )
+    identity_id: str | None = Field(default=None, foreign_key="channel_identity.id", max_length=36)
     author: str = Field(max_length=20)
     caseworker_id: str | None = Field(default=None, foreign_key="caseworker.id", max_length=36)
     body_enc: bytes = _blob()

@@ -69,8 +69,14 @@ async def test_write_rolls_back_on_error(db: Database, keys: KeyService) -> None
     await add_caseworker(db, username="kim", display_name="Kim (fiktiv)", password="x" * 12)
     with pytest.raises(IntegrityError):
         await add_caseworker(db, username="kim", display_name="Kim 2", password="y" * 12)
-    new = await add_case(db, keys, case_ref="R-1", caseworker_username="kim", child_name="A",
-                         birth_date=dt.date(2012, 1, 2))
+    new = await add_case(
+        db,
+        keys,
+        case_ref="R-1",
+        caseworker_username="kim",
+        child_name="A",
+        birth_date=dt.date(2012, 1, 2),
+    )
     with pytest.raises(RuntimeError):
         async with db.write() as session:
             case = await session.get(Case, new.case_id)
@@ -84,8 +90,14 @@ async def test_write_rolls_back_on_error(db: Database, keys: KeyService) -> None
 
 async def test_timestamps_come_back_in_utc(db: Database, keys: KeyService) -> None:
     await add_caseworker(db, username="kim", display_name="Kim (fiktiv)", password="x" * 12)
-    new = await add_case(db, keys, case_ref="R-2", caseworker_username="kim", child_name="A",
-                         birth_date=dt.date(2012, 1, 2))
+    new = await add_case(
+        db,
+        keys,
+        case_ref="R-2",
+        caseworker_username="kim",
+        child_name="A",
+        birth_date=dt.date(2012, 1, 2),
+    )
     async with db.read() as session:
         case = await session.get(Case, new.case_id)
     assert case is not None
@@ -97,13 +109,27 @@ async def test_provider_message_id_is_unique_per_channel_and_direction(
     db: Database, keys: KeyService
 ) -> None:
     await add_caseworker(db, username="kim", display_name="Kim (fiktiv)", password="x" * 12)
-    new = await add_case(db, keys, case_ref="R-3", caseworker_username="kim", child_name="A",
-                         birth_date=dt.date(2012, 1, 2))
+    new = await add_case(
+        db,
+        keys,
+        case_ref="R-3",
+        caseworker_username="kim",
+        child_name="A",
+        birth_date=dt.date(2012, 1, 2),
+    )
 
     def row(seq: int, direction: str) -> Message:
-        return Message(id=f"m{seq}", case_id=new.case_id, seq=seq, direction=direction,
-                       channel="sms", author="child", body_enc=b"x", provider_message_id="SM1",
-                       delivery_state="delivered")
+        return Message(
+            id=f"m{seq}",
+            case_id=new.case_id,
+            seq=seq,
+            direction=direction,
+            channel="sms",
+            author="child",
+            body_enc=b"x",
+            provider_message_id="SM1",
+            delivery_state="delivered",
+        )
 
     async with db.write() as session:
         session.add(row(1, "in"))
