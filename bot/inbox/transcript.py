@@ -1,0 +1,216 @@
+"""Reading cases and conversations for the inbox, decrypted for the caseworker who owns them.
+
+Callers authorise first (:func:`own_case`); nothing here checks who is asking. Decryption goes
+through the case's data key, so a row moved to another case fails loudly instead of showing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, update
+from sqlalchemy import case as when
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.inbox.i18n import Translator
+from bot.keys import KeyService
+from bot.router import BODY, MESSAGE_TABLE
+from bot.storage.models import Author, Case, Caseworker, Direction, Message, utcnow
+
+CASE_TABLE = "child_case"
+CHILD_NAME = "child_name"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """One message as the caseworker sees it: decrypted, labelled in their language."""
+
+    message_id: str
+    case_id: str
+    seq: int
+    direction: str
+    author: str
+    author_label: str
+    text: str
+    created_at: dt.datetime
+    time_label: str
+    delivery_state: str
+    state_label: str | None
+
+    def as_event(self) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "case_id": self.case_id,
+            "seq": self.seq,
+            "message_id": self.message_id,
+            "direction": self.direction,
+            "author": self.author,
+            "author_label": self.author_label,
+            "text": self.text,
+            "created_at": self.created_at.isoformat(),
+            "time_label": self.time_label,
+            "delivery_state": self.delivery_state,
+            "state_label": self.state_label,
+        }
+
+    def as_status(self) -> dict[str, Any]:
+        return {
+            "type": "status",
+            "case_id": self.case_id,
+            "seq": self.seq,
+            "message_id": self.message_id,
+            "delivery_state": self.delivery_state,
+            "state_label": self.state_label,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    case_id: str
+    case_ref: str
+    child_name: str
+    unread: int
+    last_activity: dt.datetime | None
+    closed: bool
+
+
+async def own_case(session: AsyncSession, case_id: str, caseworker_id: str) -> Case | None:
+    """The case if it exists and is assigned to this caseworker; otherwise nothing at all."""
+    case = await session.get(Case, case_id)
+    if case is None or case.caseworker_id != caseworker_id:
+        return None
+    return case
+
+
+async def child_name(session: AsyncSession, keys: KeyService, case: Case) -> str:
+    return await keys.decrypt_text(
+        session, case.id, case.child_name_enc, table=CASE_TABLE, row_id=case.id, field=CHILD_NAME
+    )
+
+
+def _unread() -> Any:
+    is_unread = and_(
+        col(Message.direction) == Direction.INBOUND.value, col(Message.read_at).is_(None)
+    )
+    return func.coalesce(func.sum(when((is_unread, 1), else_=0)), 0)
+
+
+async def queue(session: AsyncSession, keys: KeyService, caseworker_id: str) -> list[QueueRow]:
+    """The caseworker's cases: unread first, then the most recently active."""
+    query = (
+        select(Case, _unread().label("unread"), func.max(Message.created_at).label("last"))
+        .outerjoin(Message, col(Message.case_id) == col(Case.id))
+        .where(Case.caseworker_id == caseworker_id)
+        .group_by(col(Case.id))
+    )
+    rows: list[QueueRow] = []
+    for case, unread, last in (await session.execute(query)).all():
+        rows.append(
+            QueueRow(
+                case_id=case.id,
+                case_ref=case.case_ref,
+                child_name=await child_name(session, keys, case),
+                unread=int(unread),
+                last_activity=last,
+                closed=case.closed_at is not None,
+            )
+        )
+    rows.sort(key=lambda r: (r.unread == 0, -(r.last_activity or _EPOCH).timestamp()))
+    return rows
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+async def activity(session: AsyncSession, case_id: str) -> tuple[int, dt.datetime | None]:
+    """A case's unread count and time of its last message (for live queue updates)."""
+    query = select(_unread(), func.max(Message.created_at)).where(Message.case_id == case_id)
+    unread, last = (await session.execute(query)).one()
+    return int(unread), last
+
+
+async def last_seq(session: AsyncSession, case_id: str) -> int:
+    query = select(func.max(Message.seq)).where(Message.case_id == case_id)
+    return int((await session.execute(query)).scalar_one() or 0)
+
+
+async def mark_read(session: AsyncSession, case_id: str, *, upto_seq: int | None = None) -> int:
+    """Mark the child's messages read (all, or up to ``upto_seq``); returns how many."""
+    query = (
+        update(Message)
+        .where(
+            col(Message.case_id) == case_id,
+            col(Message.direction) == Direction.INBOUND.value,
+            col(Message.read_at).is_(None),
+        )
+        .values(read_at=utcnow())
+    )
+    if upto_seq is not None:
+        query = query.where(col(Message.seq) <= upto_seq)
+    result = await session.execute(query)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def messages(
+    session: AsyncSession,
+    keys: KeyService,
+    case: Case,
+    tr: Translator,
+    *,
+    after: int = 0,
+    message_id: str | None = None,
+) -> list[MessageView]:
+    """The conversation in ``seq`` order (only ``seq > after``, or only ``message_id``)."""
+    query = select(Message).where(Message.case_id == case.id, Message.seq > after)
+    if message_id is not None:
+        query = query.where(Message.id == message_id)
+    rows = (await session.exec(query.order_by(col(Message.seq)))).all()
+    if not rows:
+        return []
+    name = await child_name(session, keys, case)
+    workers = await _caseworker_names(session, rows)
+    return [
+        MessageView(
+            message_id=row.id,
+            case_id=row.case_id,
+            seq=row.seq,
+            direction=row.direction,
+            author=row.author,
+            author_label=_author_label(row, tr, name, workers),
+            text=await keys.decrypt_text(
+                session, case.id, row.body_enc, table=MESSAGE_TABLE, row_id=row.id, field=BODY
+            ),
+            created_at=row.created_at,
+            time_label=tr.time(row.created_at),
+            delivery_state=row.delivery_state,
+            state_label=(
+                tr.delivery_state(row.delivery_state, row.delivery_reason)
+                if row.direction == Direction.OUTBOUND.value
+                else None
+            ),
+        )
+        for row in rows
+    ]
+
+
+async def _caseworker_names(session: AsyncSession, rows: Sequence[Message]) -> dict[str, str]:
+    ids = {row.caseworker_id for row in rows if row.caseworker_id is not None}
+    if not ids:
+        return {}
+    query = select(Caseworker.id, Caseworker.display_name).where(col(Caseworker.id).in_(ids))
+    return {worker_id: name for worker_id, name in (await session.exec(query)).all()}
+
+
+def _author_label(row: Message, tr: Translator, child: str, workers: dict[str, str]) -> str:
+    if row.author == Author.CHILD.value:
+        return tr.t("author.child", name=child)
+    if row.author == Author.CASEWORKER.value:
+        worker = workers.get(row.caseworker_id or "")
+        return (
+            tr.t("author.caseworker", name=worker) if worker else tr.t("author.caseworker_unknown")
+        )
+    return tr.t("author.bot")
