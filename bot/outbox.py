@@ -50,6 +50,22 @@ BACKOFF_BASE = 2.0
 BACKOFF_CAP = 15 * 60.0
 
 
+def _dead_here(claimed_by: str | None, host: str) -> bool:
+    owner, _, pid_text = (claimed_by or "").rpartition(":")
+    if owner != host or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # we are starting up: that was an earlier process with our pid (containers)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def backoff(attempts: int, *, rng: random.Random | None = None) -> float:
     """Seconds to wait after ``attempts`` failures: capped exponential with full jitter."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempts, 30)))
@@ -81,8 +97,33 @@ class OutboxWorker:
     def wake(self) -> None:
         self._wake.set()
 
+    async def recover(self) -> int:
+        """Release the leases of workers that died on this host; return how many.
+
+        A killed process leaves its claimed jobs leased, and a leased job holds back every later
+        job of its case. With SQLite there is only one process, so every lease is stale at
+        start-up; elsewhere a lease is stale if its process on this host no longer runs.
+        """
+        host = socket.gethostname()
+        async with self.db.write() as session:
+            rows = (
+                await session.exec(
+                    select(Outbox).where(
+                        Outbox.status == OutboxStatus.PENDING.value,
+                        col(Outbox.claimed_until).is_not(None),
+                    )
+                )
+            ).all()
+            stale = [r for r in rows if self.db.is_sqlite or _dead_here(r.claimed_by, host)]
+            for row in stale:
+                row.claimed_by, row.claimed_until = None, None
+        if stale:
+            log.info("released %d outbox jobs left by a stopped process", len(stale))
+        return len(stale)
+
     async def run(self) -> None:
         """Work until cancelled: on wake-up, or every ``poll_seconds`` for retries and leases."""
+        await self.recover()
         while True:
             self._wake.clear()
             try:

@@ -265,3 +265,18 @@ def test_backoff_is_capped_and_jittered(attempts: int) -> None:
     values = {round(backoff(attempts), 6) for _ in range(20)}
     assert all(0 < v <= 15 * 60 for v in values)
     assert len(values) > 1  # jitter
+
+
+async def test_leases_of_a_stopped_process_are_released_at_start(
+    db: Database, keys: KeyService, tmp_path: Path
+) -> None:
+    new = await make_case(db, keys)
+    router, worker, _ = wiring(db, keys, tmp_path)
+    await router.route_inbound([webchat_inbound(new.webchat_token, "c-000001", "hej")])
+    await worker._claim()  # the old process claims, then is killed
+    async with db.write() as session:
+        row = (await session.exec(select(Outbox))).one()
+        row.claimed_by = f"{worker.worker_id.rpartition(':')[0]}:999999999"  # no such pid
+    assert await worker.recover() == 1
+    await drain(worker)
+    assert len(read_entries(tmp_path / "caselog")) == 1

@@ -1,0 +1,75 @@
+"""The caseworker's side over plain HTTP: log in, find a case in the queue, reply by form."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+import aiohttp
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_CASE_ROW = re.compile(
+    r'<a href="/inbox/cases/(?P<case_id>[^"]+)"[^>]*>.*?</a>.*?<td>(?P<case_ref>[^<]+)</td>',
+    re.S,
+)
+
+
+def csrf_token(page: str) -> str:
+    match = _CSRF.search(page)
+    assert match is not None, f"no CSRF token on the page:\n{page[:2000]}"
+    return html.unescape(match[1])
+
+
+@dataclass
+class InboxClient:
+    """A logged-in browser-like HTTP client (its own cookie jar; cookies on 127.0.0.1 too)."""
+
+    session: aiohttp.ClientSession
+    base_url: str
+
+    @classmethod
+    def new(cls, base_url: str) -> InboxClient:
+        session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),  # unsafe: accept cookies for an IP host
+            connector=aiohttp.TCPConnector(force_close=True),
+            timeout=aiohttp.ClientTimeout(total=15),
+        )
+        return cls(session, base_url)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def login(self, username: str, password: str) -> None:
+        async with self.session.get(f"{self.base_url}/inbox/login") as response:
+            assert response.status == 200
+            token = csrf_token(await response.text())
+        form = {"csrf_token": token, "username": username, "password": password}
+        async with self.session.post(
+            f"{self.base_url}/inbox/login", data=form, allow_redirects=False
+        ) as response:
+            assert response.status == 303, await response.text()
+            assert response.headers["Location"] == "/inbox/"
+
+    async def case_id(self, case_ref: str) -> str:
+        async with self.session.get(f"{self.base_url}/inbox/") as response:
+            assert response.status == 200
+            page = await response.text()
+        for match in _CASE_ROW.finditer(page):
+            if html.unescape(match["case_ref"]).strip() == case_ref:
+                return html.unescape(match["case_id"])
+        raise AssertionError(f"case {case_ref} is not in the queue:\n{page}")
+
+    async def conversation(self, case_id: str) -> str:
+        async with self.session.get(f"{self.base_url}/inbox/cases/{case_id}") as response:
+            assert response.status == 200
+            return await response.text()
+
+    async def reply(self, case_id: str, text: str) -> None:
+        token = csrf_token(await self.conversation(case_id))
+        async with self.session.post(
+            f"{self.base_url}/inbox/cases/{case_id}/reply",
+            data={"csrf_token": token, "text": text},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 303, await response.text()
