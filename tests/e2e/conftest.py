@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -27,9 +28,8 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> DemoTemplate:
 
 class _ExitHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = (
-            f"<!doctype html><title>Vejret</title><h1>Vejret i dag</h1><p>{self.path}</p>"
-        ).encode()
+        path = html.escape(self.path)
+        body = f"<!doctype html><title>Vejret</title><h1>Vejret i dag</h1><p>{path}</p>".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
