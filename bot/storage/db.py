@@ -32,7 +32,9 @@ class Database:
         if self.is_sqlite:
             path = url.split(":///", 1)[1] if ":///" in url else ""
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # SQLite gives -wal and -shm the main file's mode: owner only, like the keys.
+                Path(path).touch(mode=0o600, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)

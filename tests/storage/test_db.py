@@ -137,3 +137,9 @@ async def test_provider_message_id_is_unique_per_channel_and_direction(
     with pytest.raises(IntegrityError):
         async with db.write() as session:
             session.add(row(3, "in"))
+
+
+async def test_sqlite_database_file_is_private(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'new' / 'stemme.db'}")
+    await db.dispose()
+    assert (tmp_path / "new" / "stemme.db").stat().st_mode & 0o777 == 0o600
