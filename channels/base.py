@@ -139,6 +139,11 @@ class StatusUpdate:
     state: DeliveryState
     reason: str | None = None
     code: str | None = None
+    # Watermark reports (Messenger "read"/"delivered" without message ids): every outbound
+    # message to ``address`` created at or before ``up_to`` reached ``state``. When ``up_to`` is
+    # set, ``provider_message_id`` is empty and ``address`` is the normalised recipient.
+    address: str | None = field(default=None, repr=False)
+    up_to: dt.datetime | None = None
 
 
 Route = Callable[[Sequence[Inbound]], Awaitable[None]]
