@@ -188,18 +188,29 @@ class Channel(ABC):
     # -- the shared sequence ----------------------------------------------------------------
 
     @final
-    async def handle_inbound(self, request: web.Request, route: Route) -> web.StreamResponse:
-        """verify → parse → route (persist) → acknowledge. Nothing is stored on a failed check."""
+    async def handle_inbound(
+        self, request: web.Request, route: Route, status_sink: StatusSink | None = None
+    ) -> web.StreamResponse:
+        """verify → parse → route (persist) → acknowledge. Nothing is stored on a failed check.
+
+        Providers that put delivery reports in the same webhook as messages (Messenger) pass
+        ``status_sink``: :meth:`parse_status` then reads the same request, and the reports are
+        recorded after the messages, before the acknowledgement.
+        """
         if not await self._verified(request):
             return web.Response(status=403, text="forbidden")
         try:
             inbounds = await self.parse(request)
+            updates = await self.parse_status(request) if status_sink is not None else []
         except BadRequest as exc:
             self.counters["bad_request"] += 1
             log.warning("%s: rejected malformed request: %s", self.name, exc)
             return web.Response(status=400, text="bad request")
         # Not caught: if routing fails the provider gets a 5xx and retries later.
-        await route(inbounds)
+        if inbounds:
+            await route(inbounds)
+        if updates and status_sink is not None:
+            await status_sink(updates)
         self.counters["inbound"] += len(inbounds)
         return self.acknowledge(inbounds)
 

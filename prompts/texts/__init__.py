@@ -35,6 +35,19 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def _read(path: Path) -> dict[str, str]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TextsError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise TextsError(f"{path}: expected a mapping at the top")
+    try:
+        return _flatten(data)
+    except TextsError as exc:
+        raise TextsError(f"{path}: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Texts:
     """``texts.get("da", "webchat.send")``; unknown languages fall back to Danish."""
@@ -56,24 +69,22 @@ class Texts:
     def load(cls, directory: Path = DIRECTORY) -> Texts:
         tables: dict[str, dict[str, str]] = {}
         for language in LANGUAGES:
-            path = directory / f"{language}.yaml"
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError) as exc:
-                raise TextsError(f"{path}: cannot read: {exc}") from exc
-            if not isinstance(data, Mapping):
-                raise TextsError(f"{path}: expected a mapping at the top")
-            try:
-                tables[language] = _flatten(data)
-            except TextsError as exc:
-                raise TextsError(f"{path}: {exc}") from None
+            # ``da.yaml`` plus one file per area, e.g. ``consent.da.yaml``; keys must not clash.
+            paths = [directory / f"{language}.yaml", *sorted(directory.glob(f"*.{language}.yaml"))]
+            table: dict[str, str] = {}
+            for path in paths:
+                flat = _read(path)
+                clash = sorted(set(flat) & set(table))
+                if clash:
+                    raise TextsError(f"{path}: keys already defined in another file: {clash}")
+                table.update(flat)
+            tables[language] = table
         reference = set(tables[REFERENCE])
         for language, table in tables.items():
             missing = sorted(reference - set(table))
             extra = sorted(set(table) - reference)
             if missing or extra:
                 raise TextsError(
-                    f"{directory / (language + '.yaml')}: missing keys {missing}, "
-                    f"unknown keys {extra}"
+                    f"{directory}/*{language}.yaml: missing keys {missing}, unknown keys {extra}"
                 )
         return cls(by_language=tables)
