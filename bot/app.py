@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot import appkeys
+from bot import appkeys, providers
 from bot.caselog.sinks import JsonlSink, Sink
 from bot.chat_backend import ChatBackend
 from bot.crypto import Keyring
+from bot.engine.checkins import Checkins
+from bot.engine.conversation import ConversationBot
+from bot.engine.enrolment import Enrolment
+from bot.engine.safety import SafetyChecker
 from bot.inbox.routes import setup_inbox
 from bot.keys import KeyService, load_keyring
 from bot.live import Hub
 from bot.outbox import OutboxWorker
 from bot.router import Router
+from bot.scheduler import Scheduler
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.tasks import spawn
 from channels.base import Channel
+from channels.telegram import TelegramChannel
 from channels.webchat import WebChatChannel
+from prompts.instruments import load_instruments
 from prompts.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -49,7 +57,41 @@ def create_app(
     hub = Hub()
     texts = Texts.load()
     sinks: list[Sink] = [JsonlSink(settings.effective_caselog_dir)]
-    router = Router(db=db, keys=keys, hub=hub)
+    channels: dict[str, Channel] = {}
+    capabilities = providers.capabilities()
+    instruments = load_instruments(licence_holders=settings.licence_holder_names)
+    checkins = Checkins(
+        texts=texts,
+        instruments=instruments,
+        capabilities=capabilities,
+        expires_after=dt.timedelta(hours=settings.checkin_expiry_hours),
+    )
+    enrolment = Enrolment(
+        keys=keys,
+        valid_for=dt.timedelta(hours=settings.invitation_hours),
+        default_language=settings.default_language,
+    )
+    bot = ConversationBot(
+        texts=texts,
+        safety=SafetyChecker.load(),
+        enrolment=enrolment,
+        checkins=checkins,
+        capabilities=capabilities,
+        municipality=settings.municipality_name,
+        oncall_phone=settings.oncall_phone,
+        office_hours=settings.office_hours_range,
+        escalate_after=dt.timedelta(minutes=settings.escalate_after_minutes),
+        retention_days=settings.retention_days,
+    )
+    router = Router(
+        db=db,
+        keys=keys,
+        hub=hub,
+        bot=bot,
+        verbatim_entries=settings.verbatim_entries,
+        capabilities=capabilities,
+    )
+    provider_channels = providers.Providers(settings=settings, channels=channels)
     backend = ChatBackend(
         db=db,
         keys=keys,
@@ -59,7 +101,7 @@ def create_app(
         default_language=settings.default_language,
     )
     webchat = WebChatChannel(backend, quick_exit_url=settings.quick_exit_url)
-    channels: dict[str, Channel] = {webchat.name: webchat}
+    channels[webchat.name] = webchat
     outbox = OutboxWorker(
         db=db,
         keys=keys,
@@ -68,8 +110,11 @@ def create_app(
         sinks=sinks,
         poll_seconds=settings.outbox_poll_seconds,
         batch=settings.outbox_batch,
+        render=lambda language, key, values: texts.get(language, key, **values),
+        alert=provider_channels.alert_oncall,
     )
     router.wake_outbox = outbox.wake
+    scheduler = Scheduler(db=db, keys=keys, router=router, bot=bot, checkins=checkins)
 
     app[appkeys.SETTINGS] = settings
     app[appkeys.DB] = db
@@ -78,18 +123,33 @@ def create_app(
     app[appkeys.ROUTER] = router
     app[appkeys.OUTBOX] = outbox
     app[appkeys.TEXTS] = texts
+    app[appkeys.BOT] = bot
+    app[appkeys.CHECKINS] = checkins
+    app[appkeys.ENROLMENT] = enrolment
+    app[appkeys.PROVIDERS] = provider_channels
+    app[appkeys.SCHEDULER] = scheduler
 
     webchat.setup_routes(app)
+    provider_channels.register_routes(app, router.route, router.record_status)
     setup_inbox(app)
     app.router.add_get("/healthz", _healthz)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        task = spawn(outbox.run(), name="outbox") if run_outbox else None
+        await provider_channels.start()
+        tasks = []
+        if run_outbox:
+            tasks.append(spawn(outbox.run(), name="outbox"))
+            tasks.append(spawn(scheduler.run(), name="scheduler"))
+        telegram = channels.get("telegram")
+        if settings.telegram_mode == "polling" and isinstance(telegram, TelegramChannel):
+            stop_polling = asyncio.Event()
+            tasks.append(spawn(telegram.poll(router.route, stop=stop_polling), name="telegram"))
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await provider_channels.stop()
         for channel in channels.values():
             await channel.aclose()
         for sink in sinks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -98,6 +99,9 @@ class ChatBackend:
                         text=text,
                         at=row.created_at,
                         client_id=row.provider_message_id if row.direction == "in" else None,
+                        buttons=tuple(
+                            (str(t), str(v)) for t, v in json.loads(row.buttons or "[]")
+                        ),
                     )
                 )
         return lines

@@ -5,6 +5,9 @@ stemme serve                     run the service
 stemme demo                      fictional caseworker and case; print the links and login
 stemme user add USERNAME         add a caseworker (password from STEMME_NEW_PASSWORD or a prompt)
 stemme case add REF --caseworker USERNAME --birth-date YYYY-MM-DD --name NAME
+stemme case invite REF [--channels sms,webchat] [--qr DIR]   enrolment code, link, QR code
+stemme phone --channel sms|telegram|messenger [--from ADDRESS]   text the demo as a child
+stemme safety check              JSON verdict per stdin line (for tuning the lexicon)
 stemme keys generate             print a new keyring for STEMME_KEY_FILE
 """
 
@@ -18,6 +21,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
@@ -27,12 +31,17 @@ from sqlmodel import select
 from bot.app import create_app
 from bot.cases import add_case, add_caseworker, set_password, webchat_tokens
 from bot.crypto import Keyring
+from bot.engine.conversation import COPENHAGEN
+from bot.engine.enrolment import Enrolment, NewInvitation
+from bot.engine.safety import SafetyChecker, check_lines
 from bot.errors import NotFound
 from bot.keys import KeyService, load_keyring
+from bot.phone import DEFAULT_ADDRESSES, run_phone
 from bot.settings import ConfigError, Settings
 from bot.storage.db import Database
 from bot.storage.migrate import upgrade
 from bot.storage.models import Case, Caseworker
+from consent.qr import qr_png, qr_svg
 
 log = logging.getLogger("stemme")
 
@@ -89,6 +98,28 @@ def _parser() -> argparse.ArgumentParser:
     case_add.add_argument("--language", choices=["da", "en"], default="da")
     case_add.set_defaults(func=cmd_case_add)
 
+    case_invite = case.add_parser(
+        "invite", help="a single-use enrolment code (72 h), web chat link and QR code"
+    )
+    case_invite.add_argument("case_ref")
+    case_invite.add_argument(
+        "--channels", default="sms,telegram,messenger,webchat", help="comma-separated"
+    )
+    case_invite.add_argument(
+        "--qr", type=Path, help="write the link's QR code as PNG and SVG here"
+    )
+    case_invite.set_defaults(func=cmd_case_invite)
+
+    phone = sub.add_parser("phone", help="text the running demo as a child (sandbox providers)")
+    phone.add_argument("--channel", choices=["sms", "telegram", "messenger"], default="sms")
+    phone.add_argument("--from", dest="address", help="the fictional sender address")
+    phone.set_defaults(func=cmd_phone)
+
+    safety = sub.add_parser("safety", help="the safety check").add_subparsers(required=True)
+    safety.add_parser(
+        "check", help="one message per line on stdin, one JSON verdict per line on stdout"
+    ).set_defaults(func=cmd_safety_check)
+
     keys = sub.add_parser("keys", help="key management").add_subparsers(required=True)
     keys.add_parser("generate", help="print a new keyring (JSON)").set_defaults(
         func=cmd_keys_generate
@@ -133,6 +164,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  Child's chat link: {settings.public_url('/c/' + token)}")
     print(f"  Caseworker inbox:  {settings.public_url('/inbox/')}")
     print(f"  Login:             {DEMO_USER} / {password}")
+    if settings.sandbox_active:
+        invitation = asyncio.run(_invite(settings, DEMO_CASE, ["sms", "telegram", "messenger"]))
+        print(f"  Text as the child: stemme phone --channel sms  (send {invitation.code})")
     print(flush=True)
     return 0
 
@@ -165,6 +199,69 @@ async def _demo(settings: Settings, password: str) -> str:
         return (await webchat_tokens(db, keys, case.id))[0]
     finally:
         await db.dispose()
+
+
+def cmd_case_invite(settings: Settings, args: argparse.Namespace) -> int:
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    unknown = sorted(set(channels) - {"sms", "telegram", "messenger", "webchat"})
+    if unknown:
+        print(f"stemme: unknown channels {unknown}", file=sys.stderr)
+        return 2
+    try:
+        invitation = asyncio.run(_invite(settings, args.case_ref, channels))
+    except NotFound:
+        print(f"stemme: no case {args.case_ref!r}", file=sys.stderr)
+        return 1
+    _print_invitation(settings, invitation, qr_dir=args.qr)
+    return 0
+
+
+async def _invite(settings: Settings, case_ref: str, channels: list[str]) -> NewInvitation:
+    db = Database(settings.effective_database_url)
+    keys = KeyService(load_keyring(settings))
+    try:
+        async with db.write() as session:
+            case = (await session.exec(select(Case).where(Case.case_ref == case_ref))).first()
+            if case is None:
+                raise NotFound("case")
+            enrolment = Enrolment(
+                keys=keys, valid_for=dt.timedelta(hours=settings.invitation_hours)
+            )
+            return await enrolment.invite(
+                session, case_id=case.id, channels=channels, caseworker_id=None
+            )
+    finally:
+        await db.dispose()
+
+
+def _print_invitation(
+    settings: Settings, invitation: NewInvitation, *, qr_dir: Path | None
+) -> None:
+    local = invitation.expires_at.astimezone(COPENHAGEN)
+    print(f"  Code for the child: {invitation.code}  (single use, until {local:%d.%m.%Y %H:%M})")
+    print(f"  Channels:           {', '.join(invitation.channels)}")
+    if invitation.webchat_token is not None:
+        link = settings.public_url("/c/" + invitation.webchat_token)
+        print(f"  Web chat link:      {link}")
+        if qr_dir is not None:
+            qr_dir.mkdir(parents=True, exist_ok=True)
+            (qr_dir / "stemme-link.png").write_bytes(qr_png(link))
+            (qr_dir / "stemme-link.svg").write_text(qr_svg(link), encoding="utf-8")
+            print(f"  QR code:            {qr_dir / 'stemme-link.png'} (and .svg)")
+
+
+def cmd_phone(settings: Settings, args: argparse.Namespace) -> int:
+    address = args.address or DEFAULT_ADDRESSES[args.channel]
+    return asyncio.run(
+        run_phone(channel=args.channel, address=address, base_port=settings.sandbox_port)
+    )
+
+
+def cmd_safety_check(settings: Settings, args: argparse.Namespace) -> int:
+    checker = SafetyChecker.load()
+    for line in check_lines((raw.rstrip("\n") for raw in sys.stdin), checker):
+        print(line, flush=True)
+    return 0
 
 
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:

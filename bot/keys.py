@@ -6,6 +6,8 @@ wrapped by the current master key in ``case_key``; unwrapped keys are cached in 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 from sqlmodel import col, select
@@ -109,6 +111,17 @@ class KeyService:
         """Decrypt one field, picking the data key version recorded in the ciphertext."""
         key = await self.case_key(session, case_id, data_key_version_of(blob))
         return key.decrypt_text(blob, table=table, row_id=row_id, field=field)
+
+    def system_key(self) -> DataKey:
+        """The service's own data key, for the little that belongs to no case yet.
+
+        Only the address of someone who wrote without being enrolled (to send them the
+        enrolment prompt) is encrypted with it, and that row is deleted once sent. Derived from
+        the current master key, so it rotates with it.
+        """
+        master = self.keyring.master_keys[self.keyring.current_version]
+        raw = hmac.new(master, b"stemme/system-data-key/v1", hashlib.sha256).digest()
+        return DataKey(case_id="system", version=self.keyring.current_version, key=raw)
 
     def address_index(self, channel: str, address: str) -> str:
         return blind_index(self.keyring, channel=channel, address=address)

@@ -18,7 +18,7 @@ import os
 import random
 import socket
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from sqlalchemy import and_, exists, or_
 from sqlalchemy.orm import aliased
@@ -26,25 +26,33 @@ from sqlmodel import col, select
 
 from bot.caselog.entries import FIELD as ENTRY_FIELD
 from bot.caselog.entries import TABLE as ENTRY_TABLE
+from bot.caselog.entries import EntryDraft, add_entry
 from bot.caselog.sinks import Sink
 from bot.keys import KeyService
 from bot.live import Hub
 from bot.router import BODY, MESSAGE_TABLE, apply_delivery_state
 from bot.storage.db import Database
 from bot.storage.models import (
+    Case,
     ChannelIdentity,
+    ConversationState,
     Message,
     Outbox,
     OutboxStatus,
     ParticipationEntry,
+    PendingReply,
     utcnow,
 )
-from channels.base import Channel, ChannelName, DeliveryState, Outbound
+from channels.base import Button, Channel, ChannelName, DeliveryState, Outbound
 from channels.errors import DeliveryError, PermanentFailure, RateLimited
 
 log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(seconds=60)
+# Provider codes after which nothing more can be sent on that identity until the child says
+# START: Twilio 21610 (the child answered STOP to the carrier) and a blocked Telegram bot.
+BLOCKING_CODES = frozenset({"21610", "blocked"})
+OPTED_OUT_REASON = "Barnet har stoppet beskeder fra dette nummer. Der kan sendes igen efter START."
 GIVE_UP_AFTER = dt.timedelta(hours=72)
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 15 * 60.0
@@ -83,7 +91,11 @@ class OutboxWorker:
         sinks: Sequence[Sink],
         poll_seconds: float = 1.0,
         batch: int = 50,
+        render: Callable[[str, str, Mapping[str, object]], str] | None = None,
+        alert: Callable[[Mapping[str, object]], Awaitable[None]] | None = None,
     ) -> None:
+        self.render = render
+        self.alert = alert
         self.db = db
         self.keys = keys
         self.hub = hub
@@ -182,6 +194,10 @@ class OutboxWorker:
                     await self._deliver(job)
                 elif job.kind == "caselog":
                     await self._file(job)
+                elif job.kind == "prompt":
+                    await self._prompt(job)
+                elif job.kind == "escalate":
+                    await self._escalate(job)
                 else:
                     await self._finish(job, OutboxStatus.DEAD, error=f"unknown kind {job.kind}")
             except Exception as exc:
@@ -214,13 +230,24 @@ class OutboxWorker:
         if channel is None:
             await self._fail_message(job, message.id, "Kanalen er ikke slået til.")
             return
+        if identity.status == "opted_out":
+            # The provider refuses (the child answered STOP to the carrier) until START.
+            await self._fail_message(job, message.id, identity.status_reason or OPTED_OUT_REASON)
+            return
+        buttons = tuple(Button(t, p) for t, p in json.loads(message.buttons or "[]"))
         outbound = Outbound(
-            channel=ChannelName(message.channel), address=address, message_id=message.id, text=text
+            channel=ChannelName(message.channel),
+            address=address,
+            message_id=message.id,
+            text=text,
+            buttons=buttons if channel.capabilities.buttons else (),
         )
         try:
             receipt = await channel.send(outbound)
         except PermanentFailure as exc:
-            await self._fail_message(job, message.id, exc.reason)
+            await self._fail_message(
+                job, message.id, exc.reason, block_identity=exc.code in BLOCKING_CODES
+            )
             return
         except RateLimited as exc:
             await self._retry(job, error=exc.code or "rate limited", delay=exc.retry_after)
@@ -238,11 +265,96 @@ class OutboxWorker:
             done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None
         self._publish_status(message.case_id, message.id, message.seq)
 
-    async def _fail_message(self, job: Outbox, message_id: str, reason: str) -> None:
+    async def _prompt(self, job: Outbox) -> None:
+        """A standard text to someone not (yet) enrolled; the address is forgotten once sent."""
+        async with self.db.read() as session:
+            pending = await session.get(PendingReply, job.ref_id)
+        if pending is None or self.render is None:
+            await self._finish(job, OutboxStatus.DEAD, error="prompt cannot be sent")
+            return
+        address = self.keys.system_key().decrypt_text(
+            pending.address_enc, table="pending_reply", row_id=pending.id, field="address"
+        )
+        text = self.render(pending.language, pending.text_key, json.loads(pending.values))
+        channel = self.channels.get(pending.channel)
+        error: str | None = None
+        if channel is None:
+            error = "channel off"
+        else:
+            outbound = Outbound(ChannelName(pending.channel), address, pending.id, text)
+            try:
+                await channel.send(outbound)
+            except RateLimited as exc:
+                await self._retry(job, error=exc.code or "rate limited", delay=exc.retry_after)
+                return
+            except PermanentFailure as exc:
+                error = exc.code or "permanent failure"
+            except DeliveryError as exc:
+                await self._retry(job, error=exc.code or "temporary failure")
+                return
+        async with self.db.write() as session:
+            row = await session.get(PendingReply, pending.id)
+            if row is not None:
+                await session.delete(row)
+            done = await session.get(Outbox, job.id)
+            assert done is not None
+            done.status = OutboxStatus.DONE.value if error is None else OutboxStatus.DEAD.value
+            done.done_at, done.claimed_until, done.last_error = utcnow(), None, error
+
+    async def _escalate(self, job: Outbox) -> None:
+        """Nobody acknowledged an urgent flag in time: alert the on-call contact (no words)."""
+        assert job.case_id is not None
+        async with self.db.write() as session:
+            state = await session.get(ConversationState, job.case_id)
+            case = await session.get(Case, job.case_id)
+            assert state is not None and case is not None
+            pending = state.urgent_since is not None and state.acknowledged_at is None
+            if pending and state.escalated_at is None:
+                if self.alert is not None:
+                    await self.alert(
+                        {
+                            "case_ref": case.case_ref,
+                            "reasons": (state.urgent_reasons or "").split(","),
+                            "urgent_since": state.urgent_since.isoformat()
+                            if state.urgent_since
+                            else None,
+                        }
+                    )
+                state.escalated_at = utcnow()
+                key = await self.keys.case_key(session, case.id)
+                await add_entry(
+                    session,
+                    case_id=case.id,
+                    key=key,
+                    verbatim=False,
+                    draft=EntryDraft(
+                        kind="safety_escalation",
+                        occurred_at=state.escalated_at,
+                        case_ref=case.case_ref,
+                        channel=None,
+                        direction=None,
+                        actor="system",
+                        summary="Akut markering ikke kvitteret i tide; døgnvagten er underrettet.",
+                        legal_signals=("risk",),
+                    ),
+                )
+                log.warning("urgent flag on case %s escalated to on-call", case.id)
+            done = await session.get(Outbox, job.id)
+            assert done is not None
+            done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None
+        self.hub.publish(f"case:{job.case_id}", {"type": "flag", "case_id": job.case_id})
+
+    async def _fail_message(
+        self, job: Outbox, message_id: str, reason: str, *, block_identity: bool = False
+    ) -> None:
         async with self.db.write() as session:
             row = await session.get(Message, message_id)
             assert row is not None
             apply_delivery_state(row, DeliveryState.FAILED, reason)
+            if block_identity and row.identity_id is not None:
+                identity = await session.get(ChannelIdentity, row.identity_id)
+                if identity is not None:
+                    identity.status, identity.status_reason = "opted_out", reason[:200]
             dead = await session.get(Outbox, job.id)
             assert dead is not None
             dead.status, dead.done_at, dead.last_error = (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import update
@@ -24,7 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.caselog.entries import EntryDraft, add_entry, message_summary
 from bot.crypto import DataKey
-from bot.engine.hooks import Engine, SafetyCheck, no_safety_flags, pass_to_caseworker
+from bot.engine.hooks import Bot, SilentBot, Turn
 from bot.errors import NotFound
 from bot.ids import uuid7
 from bot.keys import KeyService
@@ -40,7 +40,7 @@ from bot.storage.models import (
     Outbox,
     utcnow,
 )
-from channels.base import DeliveryState, Inbound, StatusUpdate
+from channels.base import Button, Capabilities, DeliveryState, Inbound, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,16 @@ class Router:
         keys: KeyService,
         hub: Hub,
         verbatim_entries: bool = False,
-        safety: SafetyCheck = no_safety_flags,
-        engine: Engine = pass_to_caseworker,
+        bot: Bot | None = None,
         wake_outbox: Callable[[], None] = lambda: None,
+        capabilities: Mapping[str, Capabilities] | None = None,
     ) -> None:
+        self.capabilities = dict(capabilities or {})
         self.db = db
         self.keys = keys
         self.hub = hub
         self.verbatim_entries = verbatim_entries
-        self.safety = safety
-        self.engine = engine
+        self.bot: Bot = bot or SilentBot()
         self.wake_outbox = wake_outbox
 
     # -- inbound ----------------------------------------------------------------------------
@@ -124,19 +124,19 @@ class Router:
                 )
             ).first()
             if identity is None:
-                # Enrolment by code arrives with the bot issue; until then nothing is stored.
-                log.info("%s: message from an unknown sender ignored", inbound.channel)
-                return None
+                # An enrolment code creates the identity; anything else gets the prompt and
+                # is not stored as a case message (there is no case to put it in).
+                identity = await self.bot.enrol(session, inbound)
+                if identity is None:
+                    return None
             case = await session.get(Case, identity.case_id)
             assert case is not None
-            safety = self.safety(inbound.text, language=case.language)
+            # Safety first: before keywords, consent or check-ins look at the message.
+            assessment = self.bot.assess(inbound.text)
             key = await self.keys.case_key(session, case.id)
             seq = await _next_seq(session, case.id)
             state = await session.get(ConversationState, case.id)
             assert state is not None
-            result = self.engine(
-                inbound.text, language=case.language, state=json.loads(state.engine_state)
-            )
             message = _message(
                 key,
                 case_id=case.id,
@@ -152,7 +152,7 @@ class Router:
             )
             session.add(message)
             state.last_inbound_at = inbound.received_at
-            state.engine_state = json.dumps(result.state)
+            state.handled_at = None
             await add_entry(
                 session,
                 case_id=case.id,
@@ -170,17 +170,35 @@ class Router:
                     ),
                     text=inbound.text,
                     message_id=message.id,
+                    legal_signals=tuple(assessment.signals),
                 ),
             )
-            if safety.urgent:
-                log.warning("safety flag on case %s: %s", case.id, ",".join(safety.reasons))
-            for reply in result.replies:
-                await self._queue_outbound(
+            if assessment.risk or assessment.legal_signals:
+                # Categories are lexicon names, never the child's words.
+                log.warning(
+                    "safety flag on case %s: %s",
+                    case.id,
+                    ",".join((*assessment.categories, *assessment.legal_signals)),
+                )
+            turn = Turn(
+                session=session,
+                key=key,
+                case=case,
+                identity=identity,
+                state=state,
+                inbound=inbound,
+                message=message,
+                now=utcnow(),
+                assessment=assessment,
+            )
+            for reply in await self.bot.on_message(turn):
+                await self.queue_outbound(
                     session,
                     key,
                     case=case,
                     identity=identity,
-                    text=reply,
+                    text=reply.text,
+                    buttons=reply.buttons,
                     author=Author.BOT,
                     caseworker_id=None,
                 )
@@ -198,7 +216,7 @@ class Router:
                 raise NotFound("case")
             identity = await _reply_identity(session, case_id, identity_id)
             key = await self.keys.case_key(session, case_id)
-            message = await self._queue_outbound(
+            message = await self.queue_outbound(
                 session,
                 key,
                 case=case,
@@ -212,7 +230,7 @@ class Router:
         self.wake_outbox()
         return stored
 
-    async def _queue_outbound(
+    async def queue_outbound(
         self,
         session: AsyncSession,
         key: DataKey,
@@ -222,7 +240,9 @@ class Router:
         text: str,
         author: Author,
         caseworker_id: str | None,
+        buttons: Sequence[Button] = (),
     ) -> Message:
+        """Store an outbound message with its entry and delivery job, in the caller's session."""
         now = utcnow()
         seq = await _next_seq(session, case.id)
         message = _message(
@@ -239,6 +259,8 @@ class Router:
             at=now,
             caseworker_id=caseworker_id,
         )
+        if buttons:
+            message.buttons = json.dumps([[b.title, b.payload] for b in buttons])
         session.add(message)
         await session.execute(
             update(ConversationState)
@@ -281,19 +303,9 @@ class Router:
         async with self.db.write() as session:
             changed = []
             for status in updates:
-                message = (
-                    await session.exec(
-                        select(Message).where(
-                            Message.channel == status.channel,
-                            Message.direction == Direction.OUTBOUND.value,
-                            Message.provider_message_id == status.provider_message_id,
-                        )
-                    )
-                ).first()
-                if message is not None and apply_delivery_state(
-                    message, status.state, status.reason
-                ):
-                    changed.append(message)
+                for message in await _reported_messages(session, self.keys, status):
+                    if apply_delivery_state(message, status.state, status.reason):
+                        changed.append(message)
         self._publish_status(changed)
 
     async def confirm_delivery(self, case_id: str, message_ids: Sequence[str]) -> None:
@@ -315,6 +327,38 @@ class Router:
                 f"case:{m.case_id}",
                 {"type": "status", "case_id": m.case_id, "message_id": m.id, "seq": m.seq},
             )
+
+
+async def _reported_messages(
+    session: AsyncSession, keys: KeyService, status: StatusUpdate
+) -> Sequence[Message]:
+    """The outbound messages a report is about: one by provider id, or all up to a watermark."""
+    query = select(Message).where(
+        Message.channel == status.channel, Message.direction == Direction.OUTBOUND.value
+    )
+    if status.up_to is None:
+        query = query.where(Message.provider_message_id == status.provider_message_id)
+        return (await session.exec(query.limit(1))).all()
+    if status.address is None:
+        return []
+    identity = (
+        await session.exec(
+            select(ChannelIdentity).where(
+                ChannelIdentity.channel == status.channel,
+                ChannelIdentity.address_index
+                == keys.address_index(status.channel, status.address),
+            )
+        )
+    ).first()
+    if identity is None:
+        return []
+    query = query.where(
+        Message.identity_id == identity.id,
+        col(Message.provider_message_id).is_not(None),
+        col(Message.created_at) <= status.up_to,
+        col(Message.delivery_state).in_([DeliveryState.SENT.value, DeliveryState.DELIVERED.value]),
+    )
+    return (await session.exec(query)).all()
 
 
 def apply_delivery_state(message: Message, new: DeliveryState, reason: str | None) -> bool:

@@ -10,6 +10,7 @@ error says exactly what to set.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +50,38 @@ class Settings:
     session_absolute_hours: int = 10
     log_level: str = "INFO"
 
+    # -- the bot ---------------------------------------------------------------------------
+    office_hours: str = "08:00-15:00"  # weekdays, Europe/Copenhagen; outside: auto-reply
+    oncall_phone: str = ""  # the municipality's døgnvagt, told to the child and alerted
+    oncall_webhook_url: str = ""
+    escalate_after_minutes: int = 30  # an unacknowledged urgent flag goes to on-call after this
+    checkin_expiry_hours: int = 24
+    invitation_hours: int = 72
+    retention_days: int = 30  # local copy after confirmed filing
+    licence_holders: str = ""  # comma-separated; restricted instruments need their holder here
+    verbatim_entries: bool = False
+
+    # -- channels (SMS switches on with credentials; Telegram/Messenger need the DPIA flag) ---
+    sandbox: bool = True  # demo only: run the fake providers in-process (`stemme phone`)
+    sandbox_port: int = 8090
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = dataclasses.field(default="", repr=False)
+    twilio_from: str = ""
+    twilio_whatsapp_from: str = ""
+    twilio_api_base_url: str = ""  # empty: the real Twilio API
+    telegram_enabled: bool = False
+    telegram_dpia_approved: bool = False
+    telegram_bot_token: str = dataclasses.field(default="", repr=False)
+    telegram_webhook_secret: str = dataclasses.field(default="", repr=False)
+    telegram_api_base_url: str = ""  # empty: the real Bot API
+    telegram_mode: str = "webhook"  # or "polling" without a public URL
+    messenger_enabled: bool = False
+    messenger_dpia_approved: bool = False
+    messenger_page_token: str = dataclasses.field(default="", repr=False)
+    messenger_app_secret: str = dataclasses.field(default="", repr=False)
+    messenger_verify_token: str = dataclasses.field(default="", repr=False)
+    messenger_graph_url: str = "https://graph.facebook.com"
+
     # -- derived values -------------------------------------------------------------------
 
     @property
@@ -72,6 +105,24 @@ class Settings:
     @property
     def secure_cookies(self) -> bool:
         return urlsplit(self.public_base_url).scheme == "https"
+
+    @property
+    def office_hours_range(self) -> tuple[dt.time, dt.time]:
+        start, _, end = self.office_hours.partition("-")
+        return dt.time.fromisoformat(start.strip()), dt.time.fromisoformat(end.strip())
+
+    @property
+    def sandbox_active(self) -> bool:
+        """The fake providers run only in demo mode; production never starts them."""
+        return self.sandbox and not self.production
+
+    @property
+    def sms_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+    @property
+    def licence_holder_names(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.licence_holders.split(",") if n.strip())
 
     def public_url(self, path: str) -> str:
         """An absolute URL under the configured public base (never the request's Host)."""
@@ -106,6 +157,12 @@ class Settings:
         """Check the combination of values; production mode is strict."""
         if self.mode not in ("demo", "production"):
             raise ConfigError("STEMME_MODE must be 'demo' or 'production'.")
+        try:
+            start, end = self.office_hours_range
+        except ValueError:
+            raise ConfigError("STEMME_OFFICE_HOURS must look like 08:00-15:00.") from None
+        if not start < end:
+            raise ConfigError("STEMME_OFFICE_HOURS must start before it ends, e.g. 08:00-15:00.")
         if self.default_language not in ("da", "en"):
             raise ConfigError("STEMME_DEFAULT_LANGUAGE must be 'da' or 'en'.")
         url = urlsplit(self.public_base_url)
@@ -122,6 +179,17 @@ class Settings:
                 "set STEMME_MASTER_KEY and STEMME_INDEX_KEY (or STEMME_KEY_FILE pointing to a "
                 "keyring outside the database; create one with `stemme keys generate`)"
             )
+        for name, enabled, approved in (
+            ("TELEGRAM", self.telegram_enabled, self.telegram_dpia_approved),
+            ("MESSENGER", self.messenger_enabled, self.messenger_dpia_approved),
+        ):
+            if enabled and not approved:
+                problems.append(
+                    f"STEMME_{name}_ENABLED needs STEMME_{name}_DPIA_APPROVED=true, set only "
+                    "after the municipality's data-protection impact assessment"
+                )
+        if self.telegram_mode not in ("webhook", "polling"):
+            problems.append("set STEMME_TELEGRAM_MODE to 'webhook' or 'polling'")
         if url.scheme != "https":
             problems.append(
                 "set STEMME_PUBLIC_BASE_URL to the public https address, "
@@ -138,10 +206,15 @@ def _convert(name: str, type_name: str, raw: str) -> object:
     try:
         if "Path" in type_name:
             return Path(raw)
+        if type_name == "bool":
+            lowered = raw.strip().lower()
+            if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(raw)
+            return lowered in ("1", "true", "yes", "on")
         if type_name == "int":
             return int(raw)
         if type_name == "float":
             return float(raw)
     except ValueError:
-        raise ConfigError(f"{variable} must be a number.") from None
+        raise ConfigError(f"{variable} must be a number (or true/false).") from None
     return raw

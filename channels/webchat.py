@@ -4,9 +4,10 @@ The token in the link is the child's identity on this channel (a bearer secret; 
 keeps only its blind index). The page is mobile-first plain HTML/JS. The WebSocket protocol::
 
     child → server  {"type": "hello", "after": <last seq seen>}
-                    {"type": "send", "client_id": <uuid>, "text": "..."}
+                    {"type": "send", "client_id": <uuid>, "text": "...", "button"?: payload}
                     {"type": "seen", "seq": <n>}
-    server → child  {"type": "line", "seq", "direction", "author", "text", "at", "client_id"?}
+    server → child  {"type": "line", "seq", "direction", "author", "text", "at", "client_id"?,
+                     "buttons"?: [[title, payload], …]}
                     {"type": "ack", "client_id", "seq"}      (after commit)
                     {"type": "error", "error": "too_long" | "bad_request", "client_id"?}
 
@@ -76,6 +77,7 @@ class ChatLine:
     text: str
     at: dt.datetime
     client_id: str | None = None
+    buttons: tuple[tuple[str, str], ...] = ()  # (title, payload): scale answers offered
 
 
 class WebChatBackend(Protocol):
@@ -278,12 +280,16 @@ def _inbound(token: str, data: Mapping[str, Any]) -> Inbound:
         raise BadRequest("empty text")
     if len(text) > MAX_TEXT:
         raise BadRequest("too long")
+    button = data.get("button")
+    if button is not None and (not isinstance(button, str) or not 0 < len(button) <= 64):
+        raise BadRequest("bad button")
     return Inbound(
         channel=WebChatChannel.name,
         address=token,
         provider_message_id=ProviderMessageId(client_id),
         text=text,
         received_at=dt.datetime.now(dt.UTC),
+        button_payload=button,
     )
 
 
@@ -298,6 +304,8 @@ def _line_json(line: ChatLine) -> dict[str, Any]:
     }
     if line.client_id is not None:
         data["client_id"] = line.client_id
+    if line.buttons:
+        data["buttons"] = [list(b) for b in line.buttons]
     return data
 
 

@@ -45,6 +45,8 @@ class EntryDraft:
     summary: str
     text: str | None = None
     message_id: str | None = None
+    legal_signals: tuple[str, ...] = ()
+    scores: dict[str, Any] | None = None
 
 
 def message_summary(*, actor: str, channel: str, text: str) -> str:
@@ -70,8 +72,8 @@ def payload(entry_id: str, draft: EntryDraft, *, verbatim: bool) -> dict[str, An
         "direction": draft.direction,
         "actor": draft.actor,
         "summary": draft.summary,
-        "scores": None,
-        "legal_signals": [],
+        "scores": draft.scores,
+        "legal_signals": list(draft.legal_signals),
         "links": {"message_id": draft.message_id} if draft.message_id else {},
     }
     if verbatim and draft.text is not None:

@@ -1,45 +1,86 @@
-"""The conversation engine's hooks on the inbound path.
+"""The contract between the router and the conversation engine.
 
-The safety check runs on every inbound message before anything else; the engine then decides
-whether the message answers an open check-in or is for the caseworker. This foundation ships the
-hooks with their contracts; the lexicon-driven safety check and the check-in engine fill them.
+The router owns the transaction and the message rows; the engine decides what the bot says and
+what else is recorded (consent events, check-ins, flags). The router calls, in this order and
+inside the one transaction that stores the message:
+
+1. :meth:`Bot.enrol` for a sender with no channel identity (an enrolment code, or the prompt);
+2. :meth:`Bot.assess` — the safety check, first, before keywords, consent or check-ins;
+3. :meth:`Bot.on_message` with the stored message and the assessment.
+
+Replies come back as values; the router stores and queues them like any outbound message.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-@dataclass(frozen=True, slots=True)
-class SafetyResult:
-    """``urgent`` flags the conversation; ``reasons`` name lexicon categories, never the text."""
-
-    urgent: bool = False
-    reasons: tuple[str, ...] = ()
+from bot.crypto import DataKey
+from bot.storage.models import Case, ChannelIdentity, ConversationState, Message
+from channels.base import Button, Inbound
 
 
 @dataclass(frozen=True, slots=True)
-class EngineResult:
-    """Bot replies to send (already in the child's language) and engine state to keep."""
+class Assessment:
+    """The safety check's verdict. Names rules and categories, never the child's words."""
 
-    replies: tuple[str, ...] = ()
-    state: dict[str, object] = field(default_factory=dict)
+    risk: bool = False
+    categories: tuple[str, ...] = ()
+    legal_signals: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
 
-
-class SafetyCheck(Protocol):
-    def __call__(self, text: str, *, language: str) -> SafetyResult: ...
-
-
-class Engine(Protocol):
-    def __call__(self, text: str, *, language: str, state: dict[str, object]) -> EngineResult: ...
-
-
-def no_safety_flags(text: str, *, language: str) -> SafetyResult:
-    """Placeholder safety check: flags nothing. Replaced by the lexicon check (issue 4)."""
-    return SafetyResult()
+    @property
+    def signals(self) -> list[str]:
+        """What goes in the participation entry's ``legal_signals``."""
+        return (["risk"] if self.risk else []) + list(self.legal_signals)
 
 
-def pass_to_caseworker(text: str, *, language: str, state: dict[str, object]) -> EngineResult:
-    """Placeholder engine: every message is for the caseworker; the bot says nothing."""
-    return EngineResult(state=state)
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One bot message to the child, already in their language."""
+
+    text: str
+    buttons: tuple[Button, ...] = ()
+
+
+@dataclass(slots=True)
+class Turn:
+    """One stored inbound message and everything the engine may need to act on it."""
+
+    session: AsyncSession
+    key: DataKey
+    case: Case
+    identity: ChannelIdentity
+    state: ConversationState
+    inbound: Inbound
+    message: Message
+    now: dt.datetime
+    assessment: Assessment = field(default_factory=Assessment)
+
+
+class Bot(Protocol):
+    async def enrol(self, session: AsyncSession, inbound: Inbound) -> ChannelIdentity | None:
+        """The identity an unknown sender just enrolled with, or ``None`` (prompt queued)."""
+
+    def assess(self, text: str) -> Assessment:
+        """The safety check."""
+
+    async def on_message(self, turn: Turn) -> list[Reply]:
+        """React to a stored message; return the bot's replies."""
+
+
+class SilentBot:
+    """No enrolment, no safety rules, no replies: the router on its own (tests of the pipe)."""
+
+    async def enrol(self, session: AsyncSession, inbound: Inbound) -> ChannelIdentity | None:
+        return None
+
+    def assess(self, text: str) -> Assessment:
+        return Assessment()
+
+    async def on_message(self, turn: Turn) -> list[Reply]:
+        return []

@@ -98,6 +98,14 @@ class Case(SQLModel, table=True):
     language: str = Field(default="da", max_length=5)
     created_at: dt.datetime = _ts()
     closed_at: dt.datetime | None = _ts(nullable=True)
+    # The child's preferences for bot prompts (Europe/Copenhagen wall-clock times).
+    quiet_start: str = Field(default="21:00", max_length=5)
+    quiet_end: str = Field(default="08:00", max_length=5)
+    no_checkins_in_school: bool = Field(default=False)
+    # The child's own goals for the goals scale (encrypted JSON list), written with the caseworker.
+    goals_enc: bytes | None = _blob(nullable=True)
+    # The last day the rights notes (10, 15, 16 years) were considered for this child.
+    rights_checked_on: dt.date | None = Field(default=None)
 
 
 class CaseKey(SQLModel, table=True):
@@ -124,8 +132,14 @@ class ChannelIdentity(SQLModel, table=True):
     channel: str = Field(max_length=20)
     address_enc: bytes = _blob()
     address_index: str = Field(max_length=64)
+    # active | opted_out (the provider refuses until the child writes START) | disabled
     status: str = Field(default="active", max_length=20)
+    status_reason: str | None = Field(default=None, max_length=200)
     created_at: dt.datetime = _ts()
+    # The child's agreement to use this channel (the notice version they answered JA to).
+    notice_sent_at: dt.datetime | None = _ts(nullable=True)
+    consent_version: str | None = Field(default=None, max_length=20)
+    consented_at: dt.datetime | None = _ts(nullable=True)
 
 
 class ConversationState(SQLModel, table=True):
@@ -139,6 +153,18 @@ class ConversationState(SQLModel, table=True):
     last_inbound_at: dt.datetime | None = _ts(nullable=True)
     last_outbound_at: dt.datetime | None = _ts(nullable=True)
     engine_state: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    bot_paused: bool = Field(default=False)  # STOP: no bot prompts; messages still reach us
+    active_checkin_id: str | None = Field(default=None, max_length=36)
+    # Safety: an urgent flag stays until a caseworker acknowledges it.
+    urgent_since: dt.datetime | None = _ts(nullable=True)
+    urgent_reasons: str | None = Field(default=None, max_length=200)
+    acknowledged_at: dt.datetime | None = _ts(nullable=True)
+    escalated_at: dt.datetime | None = _ts(nullable=True)
+    # Legal signals (§ 48 request, disclosure): assessed within 24 hours.
+    timer_due_at: dt.datetime | None = _ts(nullable=True)
+    timer_reason: str | None = Field(default=None, max_length=100)
+    last_auto_reply_at: dt.datetime | None = _ts(nullable=True)
+    handled_at: dt.datetime | None = _ts(nullable=True)
 
 
 class Message(SQLModel, table=True):
@@ -160,6 +186,8 @@ class Message(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, max_length=128)
     delivery_state: str = Field(max_length=20)
     delivery_reason: str | None = Field(default=None, max_length=200)
+    # Scale buttons offered with a bot prompt: JSON [[title, payload], …] (no child data).
+    buttons: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: dt.datetime = _ts()
     read_at: dt.datetime | None = _ts(nullable=True)
     delivered_at: dt.datetime | None = _ts(nullable=True)
@@ -198,6 +226,101 @@ class Outbox(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=200)
     created_at: dt.datetime = _ts()
     done_at: dt.datetime | None = _ts(nullable=True)
+
+
+class Invitation(SQLModel, table=True):
+    """A single-use enrolment code for a case; only its keyed hash is stored."""
+
+    __tablename__ = "invitation"
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
+    code_index: str = Field(max_length=64, unique=True)
+    channels: str = Field(max_length=100)  # comma-separated channel names offered
+    created_by: str | None = Field(default=None, foreign_key="caseworker.id", max_length=36)
+    created_at: dt.datetime = _ts()
+    expires_at: dt.datetime = _ts()
+    used_at: dt.datetime | None = _ts(nullable=True)
+    used_channel: str | None = Field(default=None, max_length=20)
+
+
+class CodeAttempt(SQLModel, table=True):
+    """A wrong enrolment code from a sender (blind index), for per-sender rate limiting."""
+
+    __tablename__ = "code_attempt"
+
+    id: str = Field(primary_key=True, max_length=36)
+    sender_index: str = Field(max_length=64, index=True)
+    kind: str = Field(default="wrong_code", max_length=20)  # wrong_code | prompt
+    at: dt.datetime = _ts()
+
+
+class PendingReply(SQLModel, table=True):
+    """A bot reply to someone who is not (yet) a known child: the enrolment prompt.
+
+    There is no case, so the address is encrypted with the service's own data key.
+    """
+
+    __tablename__ = "pending_reply"
+
+    id: str = Field(primary_key=True, max_length=36)
+    channel: str = Field(max_length=20)
+    address_enc: bytes = _blob()
+    text_key: str = Field(max_length=80)
+    language: str = Field(default="da", max_length=5)
+    values: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    created_at: dt.datetime = _ts()
+
+
+class ConsentEvent(SQLModel, table=True):
+    """Append-only ledger: enrolment, consent, keywords, rights notes, "words used"."""
+
+    __tablename__ = "consent_event"
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
+    identity_id: str | None = Field(default=None, max_length=36)
+    kind: str = Field(max_length=40)
+    version: str | None = Field(default=None, max_length=20)
+    channel: str | None = Field(default=None, max_length=20)
+    actor: str = Field(max_length=20)
+    occurred_at: dt.datetime = _ts()
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+class Checkin(SQLModel, table=True):
+    """One run of an instrument: by the child (bot) or the caseworker's parallel rating."""
+
+    __tablename__ = "checkin"
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
+    instrument_id: str = Field(max_length=60)
+    instrument_version: str = Field(max_length=20)
+    rater: str = Field(default="child", max_length=20)
+    status: str = Field(max_length=20)  # asking | completed | abandoned | expired
+    started_at: dt.datetime = _ts()
+    finished_at: dt.datetime | None = _ts(nullable=True)
+    state_enc: bytes | None = _blob(nullable=True)  # engine state while running (encrypted)
+    result_enc: bytes | None = _blob(nullable=True)  # answers and score (encrypted JSON)
+    flagged: bool = Field(default=False)  # a fall of >= threshold since the previous one
+
+
+class Schedule(SQLModel, table=True):
+    """A recurring or meeting-linked check-in."""
+
+    __tablename__ = "schedule"
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
+    instrument_id: str = Field(max_length=60)
+    every_days: int | None = Field(default=None)
+    meeting_at: dt.datetime | None = _ts(nullable=True)
+    next_due_at: dt.datetime | None = _ts(nullable=True, index=True)
+    last_sent_at: dt.datetime | None = _ts(nullable=True)
+    active: bool = Field(default=True)
+    created_by: str | None = Field(default=None, max_length=36)
+    created_at: dt.datetime = _ts()
 
 
 class AuditEvent(SQLModel, table=True):

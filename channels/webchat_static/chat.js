@@ -87,13 +87,44 @@
     });
     linesEl.insertBefore(li, after || linesEl.querySelector("li.pending"));
     scrollDown();
+    renderButtons(line);
     if (line.direction === "out" && ws && ws.readyState === WebSocket.OPEN) {
       ws.send(JSON.stringify({ type: "seen", seq: line.seq }));
     }
   }
+  // Scale answers offered with the newest bot line; answering or writing removes them.
+  function clearButtons() {
+    linesEl.querySelectorAll("li.choices").forEach(function (el) { el.remove(); });
+  }
+  function renderButtons(line) {
+    if (!line.buttons || !line.buttons.length || line.seq < lastSeq) { return; }
+    clearButtons();
+    var li = document.createElement("li");
+    li.className = "choices";
+    line.buttons.forEach(function (b) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.textContent = b[0];
+      button.addEventListener("click", function () { submit(b[0], b[1]); });
+      li.appendChild(button);
+    });
+    linesEl.appendChild(li);
+    scrollDown();
+  }
+  function submit(text, button) {
+    clearButtons();
+    var p = { client_id: newId(), text: text };
+    if (button) { p.button = button; }
+    pending.push(p);
+    savePending();
+    renderPending(p);
+    sendPending(p);
+  }
   function sendPending(p) {
     if (ws && ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ type: "send", client_id: p.client_id, text: p.text }));
+      var msg = { type: "send", client_id: p.client_id, text: p.text };
+      if (p.button) { msg.button = p.button; }
+      ws.send(JSON.stringify(msg));
     }
   }
 
@@ -134,11 +165,7 @@
     var text = input.value;
     if (!text.trim()) { return; }
     if (text.length > 2000) { statusEl.textContent = T.too_long; return; }
-    var p = { client_id: newId(), text: text };
-    pending.push(p);
-    savePending();
-    renderPending(p);
-    sendPending(p);
+    submit(text, null);
     input.value = "";
     input.focus();
   });

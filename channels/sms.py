@@ -1,0 +1,454 @@
+"""The SMS channel: Twilio Programmable Messaging, and WhatsApp through the same Twilio API.
+
+Inbound   Twilio POSTs a form to ``inbound_path``. ``X-Twilio-Signature`` is checked against the
+          *configured* public URL (``public_base_url`` + path), never the URL the request
+          arrived on, so it holds behind a TLS-terminating proxy. The answer is empty TwiML:
+          replies go out through the outbox, not in the webhook answer.
+Outbound  ``client.messages.create_async`` with a status callback to ``status_path``. Twilio
+          errors map to :mod:`channels.errors`::
+
+              HTTP 429 / 20429           RateLimited(retry_after from Retry-After)
+              21610 (child sent STOP)    PermanentFailure, code "21610" (see OPTED_OUT_CODE)
+              known recipient errors     PermanentFailure with a Danish reason and the code
+              5xx, timeout, no answer    TemporaryFailure
+              401/403                    TemporaryFailure (a configuration fix makes it work)
+              other 4xx                  PermanentFailure
+Status    Callbacks become :class:`StatusUpdate` values; failures carry a Danish reason.
+
+Nothing here logs a phone number, a message text or Twilio's error text (which quotes numbers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import email.utils
+import hashlib
+import hmac
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from types import MappingProxyType, SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+import aiohttp
+from aiohttp import web
+from twilio.base.exceptions import (  # type: ignore[import-untyped]
+    TwilioRestException,
+    TwilioServiceException,
+)
+from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
+from twilio.request_validator import add_port, remove_port  # type: ignore[import-untyped]
+from twilio.rest import Client  # type: ignore[import-untyped]
+
+from channels.base import (
+    Capabilities,
+    Channel,
+    ChannelName,
+    DeliveryState,
+    Inbound,
+    Outbound,
+    ProviderMessageId,
+    Receipt,
+    Route,
+    StatusSink,
+    StatusUpdate,
+)
+from channels.errors import (
+    BadRequest,
+    DeliveryError,
+    PermanentFailure,
+    RateLimited,
+    TemporaryFailure,
+    VerificationFailed,
+)
+from channels.phone_numbers import InvalidAddress, is_whatsapp, normalise_address
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
+SHARED_KEY_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+OPTED_OUT_CODE = "21610"
+"""Twilio's "unsubscribed recipient": the router blocks sends to the child until START."""
+OPTED_OUT_REASON = (
+    "Barnet har stoppet SMS fra dette nummer. Der kan først sendes igen, når barnet skriver START."
+)
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+DEFAULT_RETRY_AFTER = 30.0
+MAX_RETRY_AFTER = 3600.0
+
+# Plain Danish for a caseworker, keyed by Twilio error code (API errors and callback errors).
+FAILURE_REASONS: Mapping[str, str] = MappingProxyType({
+    OPTED_OUT_CODE: OPTED_OUT_REASON,
+    "21211": "Telefonnummeret er ugyldigt.",
+    "21408": "Stemme har ikke lov til at sende SMS til det land.",
+    "21606": "Stemmes afsendernummer kan ikke sende beskeder. En administrator skal rette det.",
+    "21612": "Nummeret kan ikke modtage SMS.",
+    "21614": "Nummeret er ikke et mobilnummer og kan ikke modtage SMS.",
+    "21617": "Beskeden er for lang til at blive sendt.",
+    "30003": "Telefonen kunne ikke nås. Den er måske slukket eller uden dækning.",
+    "30004": "Beskeden blev blokeret. Barnet har måske blokeret nummeret.",
+    "30005": "Nummeret findes ikke eller er ikke længere i brug.",
+    "30006": "Nummeret er en fastnettelefon og kan ikke modtage SMS.",
+    "30007": "Telefonselskabet stoppede beskeden som mulig spam.",
+    "30008": "Beskeden kunne ikke leveres af en ukendt grund.",
+    "63003": "Nummeret kan ikke modtage WhatsApp-beskeder.",
+    "63016": (
+        "WhatsApp-beskeden blev ikke sendt, fordi barnet ikke har skrevet "
+        "inden for de sidste 24 timer."
+    ),
+})  # fmt: skip
+_CANCELED_REASON = "Beskeden blev annulleret, før den blev sendt."
+
+_STATUSES: Mapping[str, DeliveryState] = MappingProxyType({
+    "queued": DeliveryState.QUEUED,
+    "accepted": DeliveryState.QUEUED,
+    "scheduled": DeliveryState.QUEUED,
+    "sending": DeliveryState.QUEUED,
+    "sent": DeliveryState.SENT,
+    "delivered": DeliveryState.DELIVERED,
+    "read": DeliveryState.READ,  # WhatsApp only
+    "undelivered": DeliveryState.UNDELIVERED,
+    "failed": DeliveryState.FAILED,
+    "canceled": DeliveryState.FAILED,
+})  # fmt: skip
+_FAILED = (DeliveryState.UNDELIVERED, DeliveryState.FAILED)
+_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-f]{32}$")
+_ERROR_CODE = re.compile(r"^[0-9]{1,6}$")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_FORM = web.RequestKey("twilio_form", list)  # the parsed body, read once in verify
+
+# Twilio's exceptions carry no headers; a trace hook on our HTTP client puts the Retry-After
+# of the current send's answer here. A context variable keeps concurrent sends apart.
+_answer_headers: ContextVar[dict[str, str] | None] = ContextVar("twilio_answer", default=None)
+
+
+def make_twilio_client(
+    account_sid: str, auth_token: str, *, api_base_url: str | None = None
+) -> Client:
+    """A twilio ``Client`` on an :class:`AsyncTwilioHttpClient`; call inside the event loop.
+
+    Args:
+        account_sid: The account SID (``AC…``).
+        auth_token: The account's auth token.
+        api_base_url: Where the Messages API lives instead of ``https://api.twilio.com`` (the
+            sandbox: ``http://127.0.0.1:PORT``). Set as the API domain's ``base_url``, which
+            the SDK joins with each resource path.
+
+    Close it with :func:`close_twilio_client`.
+    """
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(_keep_answer_headers)
+    http = AsyncTwilioHttpClient(trace_configs=[trace])
+    # An explicit environment, so TWILIO_EDGE/TWILIO_REGION in the process cannot rewrite the
+    # host (the SDK reads the process environment when this mapping is empty).
+    quiet = {"TWILIO_EDGE": "", "TWILIO_REGION": ""}
+    client = Client(account_sid, auth_token, http_client=http, environment=quiet)
+    if api_base_url is not None:
+        client.api.base_url = api_base_url.rstrip("/")
+    return client
+
+
+async def close_twilio_client(client: Client) -> None:
+    """Close the HTTP session of a client made by :func:`make_twilio_client`."""
+    await client.http_client.close()
+
+
+def compute_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
+    """Twilio's ``X-Twilio-Signature``: base64 HMAC-SHA1 of the URL and the sorted parameters.
+
+    The same value as ``RequestValidator(auth_token).compute_signature(url, params)`` for text.
+    A value that was not UTF-8 on the wire (kept as surrogate escapes by the form reader) is
+    signed as the bytes that arrived, so such a request can be verified and then refused as
+    malformed rather than as forged.
+    """
+    grouped: dict[str, set[str]] = {}
+    for name, value in params:
+        grouped.setdefault(name, set()).add(value)
+    pieces = [name + value for name in sorted(grouped) for value in sorted(grouped[name])]
+    payload = url + "".join(pieces)
+    mac = hmac.new(auth_token.encode(), payload.encode("utf-8", "surrogateescape"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+class SmsChannel(Channel):
+    """SMS and WhatsApp through Twilio. The ``client`` is injected (see make_twilio_client)."""
+
+    name = ChannelName("sms")
+    capabilities = Capabilities(buttons=False, max_length=1600, read_receipts=False)
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        auth_token: str,
+        from_number: str,
+        public_base_url: str,
+        whatsapp_from: str | None = None,
+        inbound_path: str = "/webhooks/twilio/sms",
+        status_path: str = "/webhooks/twilio/status",
+        region: str = "DK",
+        max_body_bytes: int = 64 * 1024,
+        send_timeout: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self._auth_token = auth_token
+        # May be an alphanumeric sender id or short code, so it is passed on as configured.
+        self.from_number = from_number
+        self.whatsapp_from: str | None = None
+        if whatsapp_from is not None:
+            if not is_whatsapp(whatsapp_from.lower()):
+                whatsapp_from = "whatsapp:" + whatsapp_from
+            self.whatsapp_from = normalise_address(whatsapp_from, region=region)
+        self.public_base_url = public_base_url.rstrip("/")
+        self.inbound_path = inbound_path
+        self.status_path = status_path
+        self.region = region
+        self.max_body_bytes = max_body_bytes
+        # The async Twilio HTTP client sends without a timeout; a send must not hang a worker.
+        self.send_timeout = send_timeout
+
+    @property
+    def status_callback_url(self) -> str:
+        return self.public_base_url + self.status_path
+
+    def setup_routes(self, app: web.Application, *, route: Route, status_sink: StatusSink) -> None:
+        """Add the inbound and status-callback webhooks to ``app``."""
+
+        async def inbound(request: web.Request) -> web.StreamResponse:
+            return await self.handle_inbound(request, route)
+
+        async def status(request: web.Request) -> web.StreamResponse:
+            return await self.handle_status(request, status_sink)
+
+        app.router.add_post(self.inbound_path, inbound)
+        app.router.add_post(self.status_path, status)
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    async def verify(self, request: web.Request) -> None:
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not signature:
+            raise VerificationFailed("missing X-Twilio-Signature")
+        form = await self._read_form(request)
+        # Twilio signs the URL it was configured with; its own tools try it with and without
+        # the default port, so we do too.
+        url = self.public_base_url + request.path_qs
+        given = signature.encode("utf-8", "replace")
+        expected = [
+            compute_signature(self._auth_token, candidate, form).encode()
+            for candidate in (_without_port(url), _with_port(url))
+        ]
+        matches = [hmac.compare_digest(one, given) for one in expected]
+        if not any(matches):
+            if SHARED_KEY_HEADER in request.headers:
+                raise VerificationFailed("signed with a shared key, not the auth token")
+            raise VerificationFailed("X-Twilio-Signature does not match")
+
+    async def parse(self, request: web.Request) -> list[Inbound]:
+        _require_form_type(request)
+        return [inbound_from_form(await self._read_form(request), region=self.region)]
+
+    async def parse_status(self, request: web.Request) -> list[StatusUpdate]:
+        _require_form_type(request)
+        return status_updates_from_form(await self._read_form(request))
+
+    def acknowledge(self, inbounds: Sequence[Inbound]) -> web.StreamResponse:
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+    async def send(self, outbound: Outbound) -> Receipt:
+        try:
+            to = normalise_address(outbound.address, region=self.region)
+        except InvalidAddress:
+            raise PermanentFailure("Telefonnummeret er ugyldigt.") from None
+        sender = self.from_number
+        if is_whatsapp(to):
+            if self.whatsapp_from is None:
+                raise PermanentFailure("WhatsApp er ikke sat op i Stemme.")
+            sender = self.whatsapp_from
+        # Buttons are ignored on purpose: the engine has already written the choices as text.
+        headers: dict[str, str] = {}
+        token = _answer_headers.set(headers)
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                message = await self.client.messages.create_async(
+                    to=to, from_=sender, body=outbound.text,
+                    status_callback=self.status_callback_url,
+                )  # fmt: skip
+        except (TwilioRestException, TwilioServiceException) as exc:
+            error = _delivery_error(int(exc.status), exc.code, headers.get("retry-after"))
+            self.counters["send_" + type(error).__name__] += 1
+            log.warning("sms: Twilio refused a message: HTTP %s, code %s", exc.status, error.code)
+            raise error from None  # Twilio's text quotes the number: keep it out of tracebacks
+        except (aiohttp.ClientError, OSError, TimeoutError, json.JSONDecodeError) as exc:
+            self.counters["send_unreachable"] += 1
+            log.warning("sms: Twilio could not be reached: %s", type(exc).__name__)
+            raise TemporaryFailure("Twilio kunne ikke nås. Der prøves igen.") from None
+        finally:
+            _answer_headers.reset(token)
+        return _receipt(message)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _read_form(self, request: web.Request) -> list[tuple[str, str]]:
+        """The body's parameters, read once and at most ``max_body_bytes`` of it."""
+        cached: list[tuple[str, str]] | None = request.get(_FORM)
+        if cached is not None:
+            return cached
+        limit = self.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
+        body = bytearray()
+        while chunk := await request.content.read(limit + 1 - len(body)):
+            body += chunk
+            if len(body) > limit:
+                raise web.HTTPRequestEntityTooLarge(limit, len(body))
+        # Bytes that are not UTF-8 survive as surrogate escapes: signed as they arrived,
+        # refused by the parsers.
+        text = body.decode("utf-8", "surrogateescape")
+        form = parse_qsl(text, keep_blank_values=True, errors="surrogateescape")
+        request[_FORM] = form
+        return form
+
+
+def inbound_from_form(form: Sequence[tuple[str, str]], *, region: str = "DK") -> Inbound:
+    """Parse Twilio's inbound-message form. Raises :class:`BadRequest` if malformed."""
+    fields = _fields(form)
+    sid = _message_sid(fields)
+    sender = fields.get("From")
+    if not sender:
+        raise BadRequest("missing From")
+    return Inbound(
+        channel=SmsChannel.name,
+        address=normalise_address(sender, region=region),
+        provider_message_id=ProviderMessageId(sid),
+        text=fields.get("Body", ""),
+        received_at=dt.datetime.now(dt.UTC),
+        raw=MappingProxyType(fields),
+    )
+
+
+def status_updates_from_form(form: Sequence[tuple[str, str]]) -> list[StatusUpdate]:
+    """Parse a status callback; unknown statuses give no update. Raises :class:`BadRequest`."""
+    fields = _fields(form)
+    sid = _message_sid(fields)
+    status = fields.get("MessageStatus")
+    if not status:
+        raise BadRequest("missing MessageStatus")
+    code = fields.get("ErrorCode") or None
+    if code is not None and not _ERROR_CODE.match(code):
+        raise BadRequest("malformed ErrorCode")
+    state = _STATUSES.get(status)
+    if state is None:
+        return []
+    reason = None
+    if state in _FAILED:
+        reason = (
+            _CANCELED_REASON if status == "canceled" and code is None else failure_reason(code)
+        )
+    return [StatusUpdate(SmsChannel.name, ProviderMessageId(sid), state, reason=reason, code=code)]
+
+
+def failure_reason(code: str | None) -> str:
+    """A caseworker-readable sentence for a Twilio error code."""
+    if code is None:
+        return "Beskeden kunne ikke leveres."
+    return FAILURE_REASONS.get(code, f"Beskeden kunne ikke leveres (Twilio-fejlkode {code}).")
+
+
+def _without_port(url: str) -> str:
+    return str(remove_port(urlparse(url)))
+
+
+def _with_port(url: str) -> str:
+    return str(add_port(urlparse(url)))
+
+
+def _fields(form: Sequence[tuple[str, str]]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for name, value in form:
+        if _SURROGATE.search(name) or _SURROGATE.search(value):
+            raise BadRequest("form is not UTF-8")
+        if name in fields:
+            raise BadRequest("a form field appears twice")
+        fields[name] = value
+    return fields
+
+
+def _message_sid(fields: Mapping[str, str]) -> str:
+    sid = fields.get("MessageSid", "")
+    if not _MESSAGE_SID.match(sid):
+        raise BadRequest("missing or malformed MessageSid")
+    return sid
+
+
+def _require_form_type(request: web.Request) -> None:
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise BadRequest("not a form")
+
+
+def _receipt(message: Any) -> Receipt:
+    sid = getattr(message, "sid", None)
+    if not isinstance(sid, str) or not sid:
+        raise TemporaryFailure("Twilio svarede uden besked-id. Der prøves igen.")
+    state = _STATUSES.get(str(getattr(message, "status", "") or "queued"), DeliveryState.QUEUED)
+    if state in _FAILED:
+        code = getattr(message, "error_code", None)
+        code_text = None if code is None else str(code)
+        raise PermanentFailure(failure_reason(code_text), code=code_text)
+    return Receipt(ProviderMessageId(sid), state)
+
+
+def _delivery_error(status: int, code: object, retry_after: str | None) -> DeliveryError:
+    code_text = None if code is None else str(code)
+    if status == 429 or code_text == "20429":
+        return RateLimited(
+            "Twilio beder Stemme om at vente lidt med at sende.",
+            retry_after=_retry_after_seconds(retry_after),
+            code=code_text,
+        )
+    if code_text is not None and code_text in FAILURE_REASONS:
+        return PermanentFailure(FAILURE_REASONS[code_text], code=code_text)
+    if status >= 500:
+        return TemporaryFailure("Twilio havde en fejl. Der prøves igen.", code=code_text)
+    if status in (401, 403):
+        return TemporaryFailure(
+            "Twilio afviste Stemmes adgangsoplysninger. En administrator skal rette det.",
+            code=code_text,
+        )
+    return PermanentFailure(failure_reason(code_text), code=code_text)
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    """Seconds from a Retry-After header (seconds or an HTTP date), kept within sane bounds."""
+    if not value:
+        return DEFAULT_RETRY_AFTER
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return DEFAULT_RETRY_AFTER
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return DEFAULT_RETRY_AFTER
+    return min(max(seconds, 1.0), MAX_RETRY_AFTER)
+
+
+async def _keep_answer_headers(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestEndParams,
+) -> None:
+    box = _answer_headers.get()
+    if box is not None and "Retry-After" in params.response.headers:
+        box["retry-after"] = params.response.headers["Retry-After"]
