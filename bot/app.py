@@ -51,6 +51,10 @@ def create_app(
     settings: Settings, *, keyring: Keyring | None = None, run_outbox: bool = True
 ) -> web.Application:
     """Build the aiohttp application. Nothing is connected until the app starts."""
+    # httpx logs request URLs at INFO (the Telegram URL holds the bot token) and
+    # python-telegram-bot logs message content at DEBUG: neither may reach our logs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("telegram").setLevel(logging.INFO)
     app = web.Application(middlewares=[security_headers], client_max_size=256 * 1024)
     db = Database(settings.effective_database_url)
     keys = KeyService(keyring or load_keyring(settings))

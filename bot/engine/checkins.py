@@ -119,15 +119,21 @@ class Checkins:
         if instrument is None:
             state.active_checkin_id = None
             return None
-        step = machine.answer(
-            instrument,
-            _open(turn.key, row.id, STATE, row.state_enc),
-            text=turn.inbound.text,
-            button_payload=turn.inbound.button_payload,
-            now=turn.now,
-            buttons=self.buttons_on(turn.identity.channel),
-            texts=self.texts,
-        )
+        try:
+            step = machine.answer(
+                instrument,
+                _open(turn.key, row.id, STATE, row.state_enc),
+                text=turn.inbound.text,
+                button_payload=turn.inbound.button_payload,
+                now=turn.now,
+                buttons=self.buttons_on(turn.identity.channel),
+                texts=self.texts,
+            )
+        except machine.CheckinError:
+            # The instrument changed under a running check-in, or the state is unreadable:
+            # close it with what was answered; the message itself is already stored.
+            await self.abandon(turn.session, turn.key, case=turn.case, state=state, now=turn.now)
+            return None
         row.state_enc = _seal(turn.key, row.id, STATE, step.state)
         if step.finished is not None:
             await self._finish(
@@ -149,7 +155,12 @@ class Checkins:
         state.active_checkin_id = None
         if row is None or row.state_enc is None or row.status != "asking":
             return
-        result = machine.abandon(_open(key, row.id, STATE, row.state_enc), now)
+        saved = _open(key, row.id, STATE, row.state_enc)
+        try:
+            result = machine.expire(saved, now) or machine.abandon(saved, now)
+        except machine.CheckinError:
+            row.status, row.finished_at, row.state_enc = "abandoned", now, None
+            return
         await self._finish(session, key, case, state, row, result, now)
 
     async def record_rating(

@@ -104,7 +104,9 @@ def test_stop_says_plainly_that_the_caseworker_still_reads(language: str, still:
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_help_and_my_data_name_who_runs_it_and_how_to_get_a_copy(language: str) -> None:
-    assert {"municipality", "reply_hours", "caseworker"} <= placeholders(text(language, "help"))
+    assert {"municipality", "reply_hours", "caseworker", "oncall"} <= placeholders(
+        text(language, "help")
+    )
     assert "116 111" in text(language, "help")
     assert {"municipality", "retention"} <= placeholders(text(language, "my_data"))
 
