@@ -48,7 +48,9 @@ from prompts.safety import (
 # -- normalisation -----------------------------------------------------------------------------
 
 _BOUNDARY_MARK = "\ue000"  # private use: survives the character table, becomes "."
-_BOUNDARY = re.compile(r"(?<!\.)\.(?!\.)(?=\s|$)|[!?]+(?=\s|$)|\n")
+# A full stop, "!" or "?" before a space ends a sentence; "..." and a new line do not (children
+# break one sentence over several lines: "min far\nslår mig").
+_BOUNDARY = re.compile(r"(?<!\.)\.(?!\.)(?=\s|$)|[!?]+(?=\s|$)")
 _APOSTROPHES = "'’‘ʼ´`"
 _LEET = re.compile(r"(?<=[a-z])[013457](?![0-9])|(?<=[a-z])[@$€]|[@$€](?=[a-z])")
 _LEET_LETTERS = {
@@ -267,9 +269,10 @@ def _anchors(items: Sequence[Item], where: str) -> frozenset[Anchor] | None:
 
 
 def _anchor_score(anchors: frozenset[Anchor]) -> tuple[bool, int, int]:
+    # Emoji are one character but rare in messages: as good as a longer word.
     return (
         not any(word in _STOPWORDS for word, _ in anchors),
-        min(len(word) for word, _ in anchors),
+        min(len(word) if word.isascii() else 4 for word, _ in anchors),
         -len(anchors),
     )
 
