@@ -42,7 +42,8 @@ PHRASES: dict[Keyword, frozenset[str]] = {
 """Every keyword's accepted spellings, already :func:`fold`-ed."""
 
 _LOOKUP = {phrase: keyword for keyword, phrases in PHRASES.items() for phrase in phrases}
-# Children stretch words: "jaaa", "stoooop" (never more than the spelling allows otherwise).
+# Children stretch words: "jaaa", "stoooop". A run of three or more of one letter counts as
+# one; no keyword has a letter three times in a row ("stopp" keeps its double p).
 _STRETCHED = re.compile(r"(\w)\1{2,}")
 # Letters that are not accented forms of another letter, spelt the way a keyboard without them
 # would. Accented letters (ä, é …) lose their accent instead, in :func:`fold`.

@@ -106,7 +106,10 @@ class ConversationBot:
         return age_band(age_on(turn.case.child_birth_date, today))
 
     def text(self, turn: Turn, key: str, **values: object) -> str:
-        return self.texts.get(turn.case.language, key, **self._values(), **values)
+        # TODO(next session): the caseworker's display name instead of the generic word.
+        who = "din rådgiver" if turn.case.language == "da" else "your caseworker"
+        merged = {"caseworker": who, **self._values(), **values}
+        return self.texts.get(turn.case.language, key, **merged)
 
     def _values(self) -> dict[str, object]:
         start, end = self.office_hours
@@ -118,7 +121,7 @@ class ConversationBot:
         }
 
     def texts_reply_hours(self, start: dt.time, end: dt.time) -> str:
-        return f"{start:%H:%M}–{end:%H:%M}"
+        return f"{start:%H:%M}-{end:%H:%M}"  # a plain hyphen keeps SMS in the GSM-7 alphabet
 
     def in_office_hours(self, now: dt.datetime) -> bool:
         local = now.astimezone(COPENHAGEN)
