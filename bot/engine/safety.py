@@ -47,34 +47,44 @@ from prompts.safety import (
 
 # -- normalisation -----------------------------------------------------------------------------
 
-_BOUNDARY_MARK = "\ue000"  # private use: survives the character table, becomes "."
-# A full stop, "!" or "?" before a space ends a sentence; "..." and a new line do not (children
-# break one sentence over several lines: "min far\nslår mig").
-_BOUNDARY = re.compile(r"(?<!\.)\.(?!\.)(?=\s|$)|[!?]+(?=\s|$)")
+_MARK = "\x1e"  # a sentence end while normalising; becomes the word "."
 _APOSTROPHES = "'’‘ʼ´`"
-_LEET = re.compile(r"(?<=[a-z])[013457](?![0-9])|(?<=[a-z])[@$€]|[@$€](?=[a-z])")
-_LEET_LETTERS = {
-    "0": "o",
-    "1": "i",
-    "3": "e",
-    "4": "a",
-    "5": "s",
-    "7": "t",
-    "@": "a",
-    "$": "s",
-    "€": "e",
-}
-_SPLIT = re.compile(r"([^\w\s])|(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_])(?=\d)")
+_ELLIPSIS = re.compile(r"\.{2,}")
+_LEET = re.compile(r"([a-z])([013457@$€])(?![0-9])|([@$€])(?=[a-z])")
+_LEET_LETTERS = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+_LEET_LETTERS["€"] = "e"
+_LEET_OR_DIGIT = "0123456789@$€"
+_DIGITS = re.compile(r"\d+")
+_SYMBOL = re.compile(r"[^\w\s]")
 _SPACED_LETTERS = re.compile(r"(?<![^ ])(?:[a-z] ){3,}[a-z](?![^ ])")
 _SQUEEZE = re.compile(r"([^\W\d_])\1+")
 # Letters NFD does not take apart: Danish/Norwegian letters fold like accents (see normalise).
 _FOLD = {"æ": "a", "ø": "o", "œ": "o", "ð": "d", "đ": "d", "ł": "l", "ı": "i", "þ": "th"}
 
 
+def _ascii_char(char: str) -> str | None:
+    """What an ASCII character becomes (after lower-casing)."""
+    if char in _APOSTROPHES:
+        return None
+    if char in "!?":
+        return _MARK
+    if char.isalnum() or char in " @$" + _MARK:
+        return char
+    return " "
+
+
+# Pure-ASCII messages (most of them) take a bytes.translate fast path.
+_ASCII_BYTES = bytes(ord(_ascii_char(chr(code).lower()) or " ") for code in range(128)) + bytes(
+    range(128, 256)
+)
+_ASCII_DELETE = _APOSTROPHES[:1].encode() + b"`"
+_PRE_TABLE = {ord(c): None for c in _APOSTROPHES}  # before NFKC turns ´ into a space + accent
+
+
 @functools.cache
 def _char_table() -> dict[int, str | None]:
-    """One ``str.translate`` table for the Basic Multilingual Plane (built once, ~20 ms)."""
-    table: dict[int, str | None] = {ord(c): None for c in _APOSTROPHES}
+    """One ``str.translate`` table for the Basic Multilingual Plane (built once, ~50 ms)."""
+    table: dict[int, str | None] = {}
     for code in range(0x80, 0x10000):
         char = chr(code)
         category = unicodedata.category(char)
@@ -89,9 +99,8 @@ def _char_table() -> dict[int, str | None]:
             if base != char and base.isascii():
                 table[code] = base
     for code in range(0x80):
-        char = chr(code)
-        if not (char.isalnum() or char in " @$\n"):
-            table[code] = " "
+        if (mapped := _ascii_char(chr(code))) != chr(code):
+            table[code] = mapped
     for char in _APOSTROPHES:
         table[ord(char)] = None
     return table
@@ -104,30 +113,50 @@ def normalise(text: str) -> str:
     together with their spellings on keyboards without them: ``æ``/``ae``/``ä`` → ``a``,
     ``ø``/``oe``/``ö`` → ``o``, ``å``/``aa`` → ``a`` — so "slår", "slaar" and "slar" are one
     word. Letters repeated in a row count once ("dååååø" → "dao", "kiiill" → "kil"). A digit
-    or ``@$€`` touching letters is read as a letter ("s3lvm0rd"); other numbers stay numbers
-    and are split from letters ("20stk" → "20 stk"). Apostrophes vanish ("don't" → "dont"),
-    other punctuation is a space, and a sentence end (``. ! ?`` before a space, a new line)
-    becomes the word ``.`` so that phrases never reach across sentences. Emoji stay, one word
-    each. Spelled-out letters are joined ("s e l v m o r d").
+    or ``@$€`` after a letter is read as a letter ("s3lvm0rd"); other numbers stay numbers
+    and stand apart ("20stk" → "20 stk", "3-1" → "3 1"). Apostrophes vanish ("don't" →
+    "dont"), other punctuation is a space. A sentence end — "!", "?", or "." before a space
+    or at the end, but not "..." and not a line break (children break one sentence over
+    several lines) — becomes the word ``.``, so phrases never reach across sentences. Emoji
+    stay, one word each. Spelled-out letters are joined ("s e l v m o r d").
     """
-    text = _BOUNDARY.sub(_BOUNDARY_MARK, text.translate(_PRE_TABLE))
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    text = text.casefold().translate(_char_table())
-    text = _LEET.sub(_leet_letter, text)
-    text = " ".join(_SPLIT.sub(r" \1 ", text).split())
-    text = _SPACED_LETTERS.sub(_join_letters, text)
+    text = " ".join(text.split())
+    if ".." in text:
+        text = _ELLIPSIS.sub(" ", text)
+    text = text.replace(". ", _MARK + " ")
+    if text.endswith("."):
+        text = text[:-1] + _MARK
+    if text.isascii():
+        text = text.encode().translate(_ASCII_BYTES, _ASCII_DELETE).decode()
+    else:
+        text = unicodedata.normalize("NFKC", text.translate(_PRE_TABLE))
+        text = text.casefold().translate(_char_table())
+    if any(char in text for char in _LEET_OR_DIGIT):
+        text = _DIGITS.sub(r" \g<0> ", _LEET.sub(_leet_letter, text))
+    if not text.isascii() or "$" in text or "@" in text:
+        text = _SYMBOL.sub(r" \g<0> ", text)
     text = _SQUEEZE.sub(r"\1", text)
     if "ae" in text or "oe" in text:
         text = _SQUEEZE.sub(r"\1", text.replace("ae", "a").replace("oe", "o"))
-    return text.replace(_BOUNDARY_MARK, ".")
+    words = text.replace(_MARK, " . ").split()
+    if _has_spelled_word(words):
+        return _SQUEEZE.sub(r"\1", _SPACED_LETTERS.sub(_join_letters, " ".join(words)))
+    return " ".join(words)
 
 
-_PRE_TABLE = {ord(c): None for c in _APOSTROPHES}  # before NFKC turns ´ into a space + accent
+def _has_spelled_word(words: Sequence[str]) -> bool:
+    """Four or more single letters in a row ("s e l v m o r d")."""
+    run = 0
+    for word in words:
+        run = run + 1 if len(word) == 1 and word.isalpha() else 0
+        if run == 4:
+            return True
+    return False
 
 
 def _leet_letter(match: re.Match[str]) -> str:
-    return _LEET_LETTERS[match.group()]
+    letter, digit, symbol = match.groups()
+    return letter + _LEET_LETTERS[digit] if letter else _LEET_LETTERS[symbol]
 
 
 def _join_letters(match: re.Match[str]) -> str:
@@ -207,8 +236,9 @@ Anchor = tuple[str, bool]  # (word, is a prefix)
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    """A phrase or pattern ready to run, with the words that index it."""
+    """A phrase or pattern of rule or exclusion number ``owner``, with the words indexing it."""
 
+    owner: int
     regex: re.Pattern[str]
     anchors: frozenset[Anchor] | None  # None: run on every message (raw patterns)
 
@@ -277,19 +307,19 @@ def _anchor_score(anchors: frozenset[Anchor]) -> tuple[bool, int, int]:
     )
 
 
-def _compile_phrase(phrase: Phrase, where: str) -> _Compiled:
+def _compile_phrase(owner: int, phrase: Phrase, where: str) -> _Compiled:
     anchors = _anchors(phrase.items, where)
     if anchors is None:
         raise LexiconError(f"{where}: {phrase.text!r} has no word that every match must contain")
-    return _Compiled(re.compile(r"(?<![^ ])" + _regex(phrase.items, where)), anchors)
+    return _Compiled(owner, re.compile(r"(?<![^ ])" + _regex(phrase.items, where)), anchors)
 
 
-def _compile(entry: Rule | Exclusion) -> tuple[_Compiled, ...]:
+def _compile(owner: int, entry: Rule | Exclusion) -> tuple[_Compiled, ...]:
     phrases = (
-        _compile_phrase(phrase, f"{entry.where}.phrases[{i}]")
+        _compile_phrase(owner, phrase, f"{entry.where}.phrases[{i}]")
         for i, phrase in enumerate(entry.phrases)
     )
-    patterns = (_Compiled(re.compile(pattern), None) for pattern in entry.patterns)
+    patterns = (_Compiled(owner, re.compile(pattern), None) for pattern in entry.patterns)
     return (*phrases, *patterns)
 
 
@@ -314,34 +344,35 @@ _CLEAR = SafetyAssessment(risk=False, categories=(), legal_signals=(), rules=())
 
 
 class _Index:
-    """Maps message words to the entries whose anchor they contain."""
+    """Finds the phrases whose anchor words a message contains."""
 
-    def __init__(self, compiled: Sequence[tuple[_Compiled, ...]]) -> None:
-        self.words: dict[str, set[int]] = {}
-        self.prefixes: dict[str, set[int]] = {}
-        self.always: set[int] = set()
-        for index, matchers in enumerate(compiled):
-            for matcher in matchers:
-                if matcher.anchors is None:
-                    self.always.add(index)
-                    continue
-                for word, prefix in matcher.anchors:
-                    (self.prefixes if prefix else self.words).setdefault(word, set()).add(index)
-        self.prefix_lengths = sorted({len(word) for word in self.prefixes})
+    def __init__(self, matchers: Sequence[_Compiled]) -> None:
+        self.matchers = matchers
+        self.words: dict[str, list[_Compiled]] = {}
+        self.always = [m for m in matchers if m.anchors is None]
+        stems = [(w, m) for m in matchers for w, prefix in m.anchors or () if prefix]
+        # Prefix anchors ("selvmor*") are bucketed by their first letters: one lookup a word.
+        self.head = min((len(stem) for stem, _ in stems), default=0)
+        self.heads: dict[str, list[tuple[str, _Compiled]]] = {}
+        for stem, matcher in stems:
+            self.heads.setdefault(stem[: self.head], []).append((stem, matcher))
+        for matcher in matchers:
+            for word, prefix in matcher.anchors or ():
+                if not prefix:
+                    self.words.setdefault(word, []).append(matcher)
 
-    def candidates(self, words: set[str]) -> list[int]:
-        found = set(self.always)
+    def candidates(self, words: Iterable[str]) -> dict[int, list[_Compiled]]:
+        """The phrases worth running, by owner (rule or exclusion number)."""
+        found: dict[int, list[_Compiled]] = {}
+        for matcher in self.always:
+            found.setdefault(matcher.owner, []).append(matcher)
         for word in words:
-            hit = self.words.get(word)
-            if hit:
-                found |= hit
-            for length in self.prefix_lengths:
-                if length > len(word):
-                    break
-                hit = self.prefixes.get(word[:length])
-                if hit:
-                    found |= hit
-        return sorted(found)
+            for matcher in self.words.get(word, ()):
+                found.setdefault(matcher.owner, []).append(matcher)
+            for stem, matcher in self.heads.get(word[: self.head], ()) if self.head else ():
+                if word.startswith(stem):
+                    found.setdefault(matcher.owner, []).append(matcher)
+        return found
 
 
 Span = tuple[int, int, frozenset[str]]
@@ -357,11 +388,11 @@ class SafetyChecker:
     def __init__(self, lexicons: Sequence[Lexicon]) -> None:
         self._rules = [rule for lexicon in lexicons for rule in lexicon.rules]
         self._exclusions = [entry for lexicon in lexicons for entry in lexicon.exclusions]
-        self._rule_matchers = [_compile(rule) for rule in self._rules]
-        self._exclusion_matchers = [_compile(entry) for entry in self._exclusions]
-        self._rule_index = _Index(self._rule_matchers)
-        self._exclusion_index = _Index(self._exclusion_matchers)
-        self._selftest()
+        rule_matchers = [_compile(i, rule) for i, rule in enumerate(self._rules)]
+        exclusion_matchers = [_compile(i, entry) for i, entry in enumerate(self._exclusions)]
+        self._rule_index = _Index([m for group in rule_matchers for m in group])
+        self._exclusion_index = _Index([m for group in exclusion_matchers for m in group])
+        self._selftest(rule_matchers, exclusion_matchers)
 
     @classmethod
     def load(cls, directory: Path = DIRECTORY) -> SafetyChecker:
@@ -371,19 +402,22 @@ class SafetyChecker:
     def check(self, text: str) -> SafetyAssessment:
         """Assess one message. Never raises on any text."""
         normal = normalise(text)
-        candidates = self._rule_index.candidates(set(normal.split(" ")))
-        if not candidates:
+        words = set(normal.split(" "))
+        found = self._rule_index.candidates(words)
+        if not found:
             return _CLEAR
         padded = normal + _WORD_END
         spans: list[Span] | None = None  # exclusions are only looked for once a rule matches
         fired: list[Rule] = []
-        for index in candidates:
-            if not self._matches(index, padded, ()):
+        for owner in sorted(found):
+            matchers = found[owner]
+            if not any(matcher.regex.search(padded) for matcher in matchers):
                 continue
             if spans is None:
-                spans = self._exclusion_spans(normal, padded)
-            if not spans or self._matches(index, padded, spans):
-                fired.append(self._rules[index])
+                spans = self._exclusion_spans(words, padded)
+            rule = self._rules[owner]
+            if not spans or _survives(rule, matchers, padded, spans):
+                fired.append(rule)
         if not fired:
             return _CLEAR
         categories = {rule.category for rule in fired}
@@ -395,34 +429,20 @@ class SafetyChecker:
             rules=tuple(rule.id for rule in fired),
         )
 
-    def _matches(self, index: int, padded: str, spans: Sequence[Span]) -> bool:
-        rule = self._rules[index]
-        blocking = [
-            (start, end)
-            for start, end, applies_to in spans
-            if not applies_to
-            or rule.category in applies_to
-            or any(signal in applies_to for signal in rule.legal)
-        ]
-        for matcher in self._rule_matchers[index]:
-            pos = 0
-            while (match := matcher.regex.search(padded, pos)) is not None:
-                start, end = match.span()
-                if not any(start < b_end and b_start < end for b_start, b_end in blocking):
-                    return True
-                pos = start + 1
-        return False
-
-    def _exclusion_spans(self, normal: str, padded: str) -> list[Span]:
+    def _exclusion_spans(self, words: set[str], padded: str) -> list[Span]:
         spans: list[Span] = []
-        for index in self._exclusion_index.candidates(set(normal.split(" "))):
-            applies_to = self._exclusions[index].applies_to
-            for matcher in self._exclusion_matchers[index]:
+        for owner, matchers in self._exclusion_index.candidates(words).items():
+            applies_to = self._exclusions[owner].applies_to
+            for matcher in matchers:
                 spans.extend((*m.span(), applies_to) for m in matcher.regex.finditer(padded))
         return spans
 
-    def _selftest(self) -> None:
-        for rule, matchers in zip(self._rules, self._rule_matchers, strict=True):
+    def _selftest(
+        self,
+        rule_matchers: Sequence[tuple[_Compiled, ...]],
+        exclusion_matchers: Sequence[tuple[_Compiled, ...]],
+    ) -> None:
+        for rule, matchers in zip(self._rules, rule_matchers, strict=True):
             for i, example in enumerate(rule.examples):
                 if rule.id not in self.check(example).rules:
                     raise LexiconError(
@@ -430,7 +450,7 @@ class SafetyChecker:
                         f" (it reads as {normalise(example)!r})"
                     )
             _every_matcher_used(rule, matchers)
-        for entry, matchers in zip(self._exclusions, self._exclusion_matchers, strict=True):
+        for entry, matchers in zip(self._exclusions, exclusion_matchers, strict=True):
             for i, example in enumerate(entry.examples):
                 padded = normalise(example) + _WORD_END
                 if not any(m.regex.search(padded) for m in matchers):
@@ -438,6 +458,27 @@ class SafetyChecker:
                         f"{entry.where}.examples[{i}]: {example!r} does not match the exclusion"
                     )
             _every_matcher_used(entry, matchers)
+
+
+def _survives(
+    rule: Rule, matchers: Sequence[_Compiled], padded: str, spans: Sequence[Span]
+) -> bool:
+    """Whether some match of ``matchers`` overlaps no exclusion that applies to ``rule``."""
+    blocking = [
+        (start, end)
+        for start, end, applies_to in spans
+        if not applies_to
+        or rule.category in applies_to
+        or any(signal in applies_to for signal in rule.legal)
+    ]
+    for matcher in matchers:
+        pos = 0
+        while (match := matcher.regex.search(padded, pos)) is not None:
+            start, end = match.span()
+            if not any(start < b_end and b_start < end for b_start, b_end in blocking):
+                return True
+            pos = start + 1
+    return False
 
 
 def _every_matcher_used(entry: Rule | Exclusion, matchers: Sequence[_Compiled]) -> None:

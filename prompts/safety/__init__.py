@@ -110,9 +110,16 @@ def parse_phrase(text: str, sets: Mapping[str, Choice] | None = None) -> tuple[I
         raise ValueError("empty phrase")
     if isinstance(items[0], Gap) or isinstance(items[-1], Gap):
         raise ValueError("a phrase cannot begin or end with '...'")
-    if any(isinstance(item, End) for item in items[:-1]):
+    if any(_ends(item) for item in items[:-1]):
         raise ValueError("'$' can only be the last word")
     return items
+
+
+def _ends(item: Item) -> bool:
+    """Whether ``item`` is or may end with ``$``."""
+    if isinstance(item, Choice):
+        return any(option and _ends(option[-1]) for option in item.options)
+    return isinstance(item, End)
 
 
 class _Parser:
@@ -133,8 +140,8 @@ class _Parser:
         options: list[tuple[Item, ...]] = []
         while True:
             option = self.sequence()
-            if any(isinstance(item, End) for item in option):
-                raise ValueError("'$' cannot stand inside parentheses")
+            if any(_ends(item) for item in option[:-1]):
+                raise ValueError("'$' can only be the last word")
             options.append(option)
             if self.pos >= len(self.tokens):
                 raise ValueError("missing ')'")
@@ -278,7 +285,7 @@ def _sets(value: object, where: str) -> dict[str, Choice]:
                 items = parse_phrase(text, sets)
             except ValueError as exc:
                 _fail(f"{field}[{i}]", f"{exc} in {text!r}")
-            if isinstance(items[-1], End):
+            if any(_ends(item) for item in items):
                 _fail(f"{field}[{i}]", "'$' cannot stand in a set")
             options.append(items)
         sets[name] = Choice(tuple(options))
