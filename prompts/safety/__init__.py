@@ -77,7 +77,7 @@ class Gap:
 
 @dataclass(frozen=True, slots=True)
 class End:
-    """``$``: the end of the message (emoji and punctuation after it are allowed)."""
+    """``$``: the end of the message or of a sentence (only emoji may come between)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,8 @@ Item = Word | Number | Gap | End | Choice
 
 @dataclass(frozen=True, slots=True)
 class Phrase:
+    """A phrase as written in the file, and parsed."""
+
     text: str
     items: tuple[Item, ...]
 
@@ -208,6 +210,8 @@ class Exclusion:
 
 @dataclass(frozen=True, slots=True)
 class Lexicon:
+    """One language's file: its rules and exclusions (sets are already expanded into them)."""
+
     language: str
     source: str
     rules: tuple[Rule, ...]
