@@ -146,6 +146,31 @@ class StatusUpdate:
     up_to: dt.datetime | None = None
 
 
+_BODY = "stemme.body"
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, read once and never past ``limit`` bytes.
+
+    A Content-Length over the limit is refused before reading; a chunked body is refused as
+    soon as it passes the limit (it is never read to its end). Both answer 413. The bytes are
+    kept on the request, so verify, parse and parse_status all see exactly the bytes whose
+    signature was checked.
+    """
+    cached = request.get(_BODY)
+    if isinstance(cached, bytes):
+        return cached
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    request[_BODY] = data = bytes(body)
+    return data
+
+
 Route = Callable[[Sequence[Inbound]], Awaitable[None]]
 """The router: persists the messages in one transaction and returns only after commit."""
 StatusSink = Callable[[Sequence[StatusUpdate]], Awaitable[None]]

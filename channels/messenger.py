@@ -46,6 +46,7 @@ from channels.base import (
     Route,
     StatusSink,
     StatusUpdate,
+    read_body,
 )
 from channels.errors import (
     BadRequest,
@@ -148,8 +149,7 @@ class MessengerChannel(Channel):
         Reading past ``max_body_bytes`` answers 413 mid-stream, so a chunked upload without a
         Content-Length is never read to its end (the app-wide limit is usually larger).
         """
-        bounded = request.clone(client_max_size=self.max_body_bytes)
-        return await self.handle_inbound(bounded, route, status_sink)
+        return await self.handle_inbound(request, route, status_sink)
 
     async def handshake(self, request: web.Request) -> web.Response:
         """Answer Meta's subscription check: echo ``hub.challenge`` if the verify token matches."""
@@ -226,15 +226,10 @@ class MessengerChannel(Channel):
     # -- helpers -----------------------------------------------------------------------------
 
     async def _body(self, request: web.Request) -> bytes:
-        # aiohttp keeps the bytes after the first read, so verify, parse and parse_status all
-        # see exactly the bytes whose signature was checked.
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:  # the clone's limit, hit mid-stream
+            return await read_body(request, self.max_body_bytes)
+        except web.HTTPRequestEntityTooLarge:
             raise self._too_large(request) from None
-        if len(body) > self.max_body_bytes:  # a request that did not come through setup_routes
-            raise self._too_large(request)
-        return body
 
     def _too_large(self, request: web.Request) -> web.HTTPRequestEntityTooLarge:
         self.counters["too_large"] += 1

@@ -58,6 +58,7 @@ from channels.base import (
     Route,
     StatusSink,
     StatusUpdate,
+    read_body,
 )
 from channels.errors import (
     BadRequest,
@@ -301,14 +302,7 @@ class SmsChannel(Channel):
         cached: list[tuple[str, str]] | None = request.get(_FORM)
         if cached is not None:
             return cached
-        limit = self.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
-        body = bytearray()
-        while chunk := await request.content.read(limit + 1 - len(body)):
-            body += chunk
-            if len(body) > limit:
-                raise web.HTTPRequestEntityTooLarge(limit, len(body))
+        body = await read_body(request, self.max_body_bytes)
         # Bytes that are not UTF-8 survive as surrogate escapes: signed as they arrived,
         # refused by the parsers.
         text = body.decode("utf-8", "surrogateescape")

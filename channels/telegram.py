@@ -50,6 +50,7 @@ from channels.base import (
     Receipt,
     Route,
     StatusSink,
+    read_body,
 )
 from channels.errors import (
     BadRequest,
@@ -185,7 +186,7 @@ class TelegramChannel(Channel):
             raise VerificationFailed("wrong secret token")
 
     async def parse(self, request: web.Request) -> list[Inbound]:
-        body = await _read_limited(request, self.max_body_bytes)
+        body = await read_body(request, self.max_body_bytes)
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):
@@ -504,18 +505,6 @@ def _chat_id(address: str) -> int:
 
 
 # -- I/O helpers -------------------------------------------------------------------------------
-
-
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    """The body, or 413 as soon as it is known to exceed ``limit`` (it is never read whole)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = bytearray()
-    while chunk := await request.content.read(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-    return bytes(body)
 
 
 async def _fetch(
