@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.engine.checkins import Checkins
@@ -92,11 +92,26 @@ class Scheduler:
                     )
                 )
             ).all()
+            # Only rows with work due: each of these gets a write transaction below.
             running = (
-                await session.exec(select(Checkin.id).where(Checkin.status == "asking"))
+                await session.exec(
+                    select(Checkin.id).where(
+                        Checkin.status == "asking",
+                        col(Checkin.started_at) <= now - self.checkins.expires_after,
+                    )
+                )
             ).all()
+            today = now.astimezone(COPENHAGEN).date()
             open_cases = (
-                await session.exec(select(Case.id).where(col(Case.closed_at).is_(None)))
+                await session.exec(
+                    select(Case.id).where(
+                        col(Case.closed_at).is_(None),
+                        or_(
+                            col(Case.rights_checked_on).is_(None),
+                            col(Case.rights_checked_on) < today,
+                        ),
+                    )
+                )
             ).all()
         for schedule_id in due:
             started += await self._run_schedule(schedule_id, now)
