@@ -84,6 +84,7 @@ def create_app(
         municipality=settings.municipality_name,
         oncall_phone=settings.oncall_phone,
         office_hours=settings.office_hours_range,
+        office_weekdays=settings.office_weekdays,
         escalate_after=dt.timedelta(minutes=settings.escalate_after_minutes),
         retention_days=settings.retention_days,
     )

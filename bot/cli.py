@@ -182,7 +182,7 @@ async def _demo(settings: Settings, password: str) -> str:
             case = (await session.exec(select(Case).where(Case.case_ref == DEMO_CASE))).first()
         if worker is None:
             await add_caseworker(
-                db, username=DEMO_USER, display_name="Rådgiver Demo (fiktiv)", password=password
+                db, username=DEMO_USER, display_name="Sanne Demo (fiktiv)", password=password
             )
         else:
             await set_password(db, username=DEMO_USER, password=password)

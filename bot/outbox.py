@@ -30,7 +30,7 @@ from bot.caselog.entries import EntryDraft, add_entry
 from bot.caselog.sinks import Sink
 from bot.keys import KeyService
 from bot.live import Hub
-from bot.router import BODY, MESSAGE_TABLE, apply_delivery_state
+from bot.router import BODY, MESSAGE_TABLE, apply_delivery_state, apply_early_statuses
 from bot.storage.db import Database
 from bot.storage.models import (
     Case,
@@ -260,6 +260,7 @@ class OutboxWorker:
             assert row is not None
             row.provider_message_id = receipt.provider_message_id
             apply_delivery_state(row, receipt.state, None)
+            await apply_early_statuses(session, row)
             done = await session.get(Outbox, job.id)
             assert done is not None
             done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None

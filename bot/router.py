@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import text as sql_text
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -36,6 +37,7 @@ from bot.storage.models import (
     ChannelIdentity,
     ConversationState,
     Direction,
+    EarlyStatus,
     Message,
     Outbox,
     utcnow,
@@ -303,7 +305,22 @@ class Router:
         async with self.db.write() as session:
             changed = []
             for status in updates:
-                for message in await _reported_messages(session, self.keys, status):
+                if status.up_to is None:
+                    await lock_provider_id(session, status.channel, status.provider_message_id)
+                found = await _reported_messages(session, self.keys, status)
+                if not found and status.up_to is None and status.provider_message_id:
+                    # The report beat the send's answer: keep it until the outbox knows the id.
+                    session.add(
+                        EarlyStatus(
+                            id=uuid7(),
+                            channel=status.channel,
+                            provider_message_id=status.provider_message_id[:128],
+                            state=status.state.value,
+                            reason=(status.reason or None) and status.reason[:300],
+                            received_at=utcnow(),
+                        )
+                    )
+                for message in found:
                     if apply_delivery_state(message, status.state, status.reason):
                         changed.append(message)
         self._publish_status(changed)
@@ -359,6 +376,37 @@ async def _reported_messages(
         col(Message.delivery_state).in_([DeliveryState.SENT.value, DeliveryState.DELIVERED.value]),
     )
     return (await session.exec(query)).all()
+
+
+async def lock_provider_id(session: AsyncSession, channel: str, provider_id: str) -> None:
+    """Serialise "store the provider id" with "a report for that id" (PostgreSQL).
+
+    Otherwise, under READ COMMITTED, a report could miss the message being committed and park
+    itself in ``early_status`` just after the outbox looked there. SQLite writers are serial.
+    """
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(
+            sql_text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"{channel}:{provider_id}"},
+        )
+
+
+async def apply_early_statuses(session: AsyncSession, message: Message) -> None:
+    """Reports for ``message`` that arrived before its provider id was stored: apply, forget."""
+    if message.provider_message_id is None:
+        return
+    await lock_provider_id(session, message.channel, message.provider_message_id)
+    early = (
+        await session.exec(
+            select(EarlyStatus).where(
+                EarlyStatus.channel == message.channel,
+                EarlyStatus.provider_message_id == message.provider_message_id,
+            )
+        )
+    ).all()
+    for report in early:
+        apply_delivery_state(message, DeliveryState(report.state), report.reason)
+        await session.delete(report)
 
 
 def apply_delivery_state(message: Message, new: DeliveryState, reason: str | None) -> bool:

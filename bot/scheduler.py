@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 
+from sqlalchemy import delete
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,6 +33,7 @@ from bot.storage.models import (
     ConsentEvent,
     ConversationState,
     Direction,
+    EarlyStatus,
     Message,
     Schedule,
     utcnow,
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 SCHOOL_HOURS = (dt.time(8, 0), dt.time(14, 0))
 RETRY_WITHOUT_CHANNEL = dt.timedelta(days=1)
+EARLY_STATUS_KEPT = dt.timedelta(days=1)
+PURGE_EVERY = dt.timedelta(hours=1)
 
 
 def quiet_hours(case: Case) -> QuietHours:
@@ -70,6 +74,7 @@ class Scheduler:
         self.bot = bot
         self.checkins = checkins
         self.interval = interval
+        self._purged_at: dt.datetime | None = None
 
     async def run(self) -> None:
         while True:
@@ -119,6 +124,15 @@ class Scheduler:
             await self._expire(checkin_id, now)
         for case_id in open_cases:
             started += await self._rights(case_id, now)
+        if self._purged_at is None or now - self._purged_at >= PURGE_EVERY:
+            self._purged_at = now
+            async with self.db.write() as session:
+                # Delivery reports about messages that are not ours (or never got an id) expire.
+                await session.execute(
+                    delete(EarlyStatus).where(
+                        col(EarlyStatus.received_at) < now - EARLY_STATUS_KEPT
+                    )
+                )
         if started:
             self.router.wake_outbox()
         return started

@@ -51,7 +51,8 @@ class Settings:
     log_level: str = "INFO"
 
     # -- the bot ---------------------------------------------------------------------------
-    office_hours: str = "08:00-15:00"  # weekdays, Europe/Copenhagen; outside: auto-reply
+    office_hours: str = "08:00-15:00"  # Europe/Copenhagen; outside: auto-reply ("24:00" ends)
+    office_days: str = "1-5"  # ISO weekdays (1 = Monday) the caseworkers read messages
     oncall_phone: str = ""  # the municipality's døgnvagt, told to the child and alerted
     oncall_webhook_url: str = ""
     escalate_after_minutes: int = 30  # an unacknowledged urgent flag goes to on-call after this
@@ -109,7 +110,21 @@ class Settings:
     @property
     def office_hours_range(self) -> tuple[dt.time, dt.time]:
         start, _, end = self.office_hours.partition("-")
-        return dt.time.fromisoformat(start.strip()), dt.time.fromisoformat(end.strip())
+        end = end.strip()
+        until = dt.time.max if end in ("24:00", "24:00:00") else dt.time.fromisoformat(end)
+        return dt.time.fromisoformat(start.strip()), until
+
+    @property
+    def office_weekdays(self) -> frozenset[int]:
+        """Python weekdays (0 = Monday) from ``office_days`` such as "1-5" or "1,2,3"."""
+        days: set[int] = set()
+        for part in self.office_days.split(","):
+            first, _, last = part.strip().partition("-")
+            low, high = int(first), int(last or first)
+            if not 1 <= low <= high <= 7:
+                raise ValueError(part)
+            days.update(range(low - 1, high))
+        return frozenset(days)
 
     @property
     def sandbox_active(self) -> bool:
@@ -163,6 +178,12 @@ class Settings:
             raise ConfigError("STEMME_OFFICE_HOURS must look like 08:00-15:00.") from None
         if not start < end:
             raise ConfigError("STEMME_OFFICE_HOURS must start before it ends, e.g. 08:00-15:00.")
+        try:
+            weekdays = self.office_weekdays
+        except ValueError:
+            weekdays = frozenset()
+        if not weekdays:
+            raise ConfigError("STEMME_OFFICE_DAYS must look like 1-5 (1 is Monday).")
         if self.default_language not in ("da", "en"):
             raise ConfigError("STEMME_DEFAULT_LANGUAGE must be 'da' or 'en'.")
         url = urlsplit(self.public_base_url)

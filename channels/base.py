@@ -146,7 +146,7 @@ class StatusUpdate:
     up_to: dt.datetime | None = None
 
 
-_BODY = "stemme.body"
+_BODY = web.RequestKey("stemme.body", bytes)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

@@ -318,6 +318,9 @@ def inbound_from_form(form: Sequence[tuple[str, str]], *, region: str = "DK") ->
     sender = fields.get("From")
     if not sender:
         raise BadRequest("missing From")
+    # Twilio always sends both, Body even when empty: without them the form was cut short.
+    if "Body" not in fields or not fields.get("AccountSid", "").startswith("AC"):
+        raise BadRequest("missing Body or AccountSid (truncated form?)")
     return Inbound(
         channel=SmsChannel.name,
         address=normalise_address(sender, region=region),

@@ -88,7 +88,15 @@ def keys(keyring: Keyring) -> KeyService:
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
-    return Settings.from_env({}, data_dir=tmp_path, database_url=db_url)
+    # A line staffed around the clock: no out-of-hours reply that depends on when tests run.
+    # The bot's own tests set office hours and move the clock themselves.
+    return Settings.from_env(
+        {},
+        data_dir=tmp_path,
+        database_url=db_url,
+        office_hours="00:00-24:00",
+        office_days="1-7",
+    )
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from bot.engine.enrolment import Enrolment
 from bot.engine.hooks import Assessment, Reply, Turn
 from bot.engine.safety import SafetyChecker
 from bot.ids import uuid7
-from bot.storage.models import ChannelIdentity, ConsentEvent, Outbox
+from bot.storage.models import Caseworker, ChannelIdentity, ConsentEvent, Outbox
 from channels.base import Capabilities, Inbound
 from consent.ages import age_band, age_on, milestones_at_enrolment
 from consent.keywords import Keyword, classify
@@ -37,6 +37,14 @@ COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 AUTO_REPLY_EVERY = dt.timedelta(hours=12)
 REMIND_EVERY = dt.timedelta(hours=1)
 LEGAL_TIMER = dt.timedelta(hours=24)
+
+
+def first_name(display_name: str) -> str:
+    """The first name of "Mette Hansen" is "Mette"; a note such as "(fiktiv)" is not a name."""
+    for word in display_name.split():
+        if not word.startswith("("):
+            return word
+    return ""
 
 
 class ConversationBot:
@@ -54,6 +62,7 @@ class ConversationBot:
         caseworker_name: str = "",
         oncall_phone: str = "",
         office_hours: tuple[dt.time, dt.time] = (dt.time(8), dt.time(15)),
+        office_weekdays: frozenset[int] = frozenset(range(5)),
         escalate_after: dt.timedelta = dt.timedelta(minutes=30),
         retention_days: int = 30,
         verbatim_entries: bool = False,
@@ -66,6 +75,7 @@ class ConversationBot:
         self.municipality = municipality
         self.oncall_phone = oncall_phone
         self.office_hours = office_hours
+        self.office_weekdays = office_weekdays
         self.escalate_after = escalate_after
         self.retention_days = retention_days
         self.verbatim_entries = verbatim_entries
@@ -85,6 +95,7 @@ class ConversationBot:
         )
 
     async def on_message(self, turn: Turn) -> list[Reply]:
+        await self.know_caseworker(turn)
         band = self.band(turn)
         if turn.assessment.risk or turn.assessment.legal_signals:
             return await self._safety(turn, band)
@@ -105,9 +116,17 @@ class ConversationBot:
         today = turn.now.astimezone(COPENHAGEN).date()
         return age_band(age_on(turn.case.child_birth_date, today))
 
+    async def know_caseworker(self, turn: Turn) -> None:
+        """Fill ``turn.caseworker_name``: the first name the child knows the caseworker by."""
+        if turn.caseworker_name:
+            return
+        worker = await turn.session.get(Caseworker, turn.case.caseworker_id)
+        turn.caseworker_name = first_name(worker.display_name if worker else "")
+
     def text(self, turn: Turn, key: str, **values: object) -> str:
-        # TODO(next session): the caseworker's display name instead of the generic word.
-        who = "din rådgiver" if turn.case.language == "da" else "your caseworker"
+        who = turn.caseworker_name or (
+            "din rådgiver" if turn.case.language == "da" else "your caseworker"
+        )
         merged = {"caseworker": who, **self._values(), **values}
         return self.texts.get(turn.case.language, key, **merged)
 
@@ -121,12 +140,13 @@ class ConversationBot:
         }
 
     def texts_reply_hours(self, start: dt.time, end: dt.time) -> str:
-        return f"{start:%H:%M}-{end:%H:%M}"  # a plain hyphen keeps SMS in the GSM-7 alphabet
+        until = "24:00" if end == dt.time.max else f"{end:%H:%M}"
+        return f"{start:%H:%M}-{until}"  # a plain hyphen keeps SMS in the GSM-7 alphabet
 
     def in_office_hours(self, now: dt.datetime) -> bool:
         local = now.astimezone(COPENHAGEN)
         start, end = self.office_hours
-        return local.weekday() < 5 and start <= local.time() < end
+        return local.weekday() in self.office_weekdays and start <= local.time() < end
 
     async def record(
         self, turn: Turn, kind: str, *, summary: str, detail: Mapping[str, object] | None = None

@@ -60,6 +60,7 @@ class Turn:
     message: Message
     now: dt.datetime
     assessment: Assessment = field(default_factory=Assessment)
+    caseworker_name: str = ""  # the caseworker's first name, as the child knows them
 
 
 class Bot(Protocol):

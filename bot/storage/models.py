@@ -255,6 +255,23 @@ class CodeAttempt(SQLModel, table=True):
     at: dt.datetime = _ts()
 
 
+class EarlyStatus(SQLModel, table=True):
+    """A delivery report that arrived before the send's answer gave us the provider's id.
+
+    Applied (and deleted) when the outbox stores that id; the scheduler drops rows older than a
+    day. Holds no address and no text.
+    """
+
+    __tablename__ = "early_status"
+
+    id: str = Field(primary_key=True, max_length=36)
+    channel: str = Field(max_length=20)
+    provider_message_id: str = Field(max_length=128, index=True)
+    state: str = Field(max_length=20)
+    reason: str | None = Field(default=None, max_length=300)
+    received_at: dt.datetime = _ts()
+
+
 class PendingReply(SQLModel, table=True):
     """A bot reply to someone who is not (yet) a known child: the enrolment prompt.
 

@@ -161,6 +161,11 @@ class ServerProcess:
                 "STEMME_DATA_DIR": str(data_dir),
                 "STEMME_PORT": str(self.port),
                 "STEMME_QUICK_EXIT_URL": quick_exit_url,
+                # Staffed around the clock, so no out-of-hours reply depends on the hour the
+                # tests run; sandboxes on free ports, so parallel servers never collide.
+                "STEMME_OFFICE_HOURS": "00:00-24:00",
+                "STEMME_OFFICE_DAYS": "1-7",
+                "STEMME_SANDBOX_PORT": "0",
                 **(extra_env or {}),
             }
         )

@@ -88,6 +88,7 @@ class Session:
     inbox: Page
     case_id: str
     watch: Watch
+    before: list[tuple[str, str]] = field(default_factory=list)  # the consent exchange
 
 
 @pytest.fixture
@@ -140,7 +141,9 @@ async def session(
     try:
         inbox, case_id = await login_and_open_case(inbox_context, demo, watch)
         child = await open_child(child_context, demo, watch)
-        yield Session(server, demo, child_context, child, inbox_context, inbox, case_id, watch)
+        s = Session(server, demo, child_context, child, inbox_context, inbox, case_id, watch)
+        s.before = await consent(s)
+        yield s
     finally:
         await child_context.close()
         await inbox_context.close()
@@ -179,6 +182,24 @@ async def inbox_view(page: Page) -> list[tuple[int, str, str]]:
     return [(r[0], r[1], r[2]) for r in rows]
 
 
+async def consent(s: Session) -> list[tuple[str, str]]:
+    """First contact as the child meets it: the notice, JA, thanks. Returns the lines shown."""
+    await child_send(s.child, "hej")
+    out = s.child.locator(f"{CHILD_LINES}.out .text")
+    await expect(out.first).to_contain_text("112", timeout=WAIT_MS)
+    notice = await out.first.text_content() or ""
+    assert "116 111" in notice and "Svar JA" in notice and "Sanne" in notice
+    await child_send(s.child, "ja")
+    await expect(out.nth(1)).to_contain_text("Tak", timeout=WAIT_MS)
+    await s.child.wait_for_timeout(500)  # the rights note for the child's age follows the thanks
+    await expect(s.inbox.locator(INBOX_LINES)).to_have_count(
+        len(await child_view(s.child)), timeout=WAIT_MS
+    )
+    lines = [(direction, text) for _, direction, text in await inbox_view(s.inbox)]
+    assert lines[:2] == [("in", "hej"), ("out", notice)] and lines[2] == ("in", "ja")
+    return lines
+
+
 async def mark_no_reload(*pages: Page) -> None:
     for page in pages:
         await page.evaluate("window.__sameDocument = 'yes'")
@@ -190,7 +211,11 @@ async def assert_not_reloaded(*pages: Page) -> None:
 
 
 async def wait_for_all(s: Session, expected: list[tuple[str, str]]) -> None:
-    """Both pages show exactly ``expected`` (direction, text) — each once — and agree on seq."""
+    """Both pages show exactly ``expected`` (direction, text) — each once — and agree on seq.
+
+    The consent exchange at the start (``s.before``) is part of both views too.
+    """
+    expected = s.before + expected
     await expect(s.child.locator(CHILD_CONFIRMED)).to_have_count(len(expected), timeout=WAIT_MS)
     await expect(s.child.locator("#lines li.pending")).to_have_count(0, timeout=WAIT_MS)
     await expect(s.inbox.locator(INBOX_LINES)).to_have_count(len(expected), timeout=WAIT_MS)
@@ -223,14 +248,20 @@ async def test_live_conversation_survives_dropped_connections(
     await expect(child.locator("#quick-exit")).to_be_visible()
     await mark_no_reload(child, inbox)
 
-    # Live, both ways, without a reload.
-    await child_send(child, "hej")
-    await expect(inbox.locator(f"{INBOX_LINES} .msg-text")).to_have_text(["hej"], timeout=WAIT_MS)
-    await caseworker_send(inbox, "Hej Kim. Tak fordi du skriver. Hvordan går det?")
-    await expect(child.locator(f"{CHILD_LINES}.out .text")).to_have_text(
-        ["Hej Kim. Tak fordi du skriver. Hvordan går det?"], timeout=WAIT_MS
+    # Live, both ways, without a reload (after the consent exchange in the fixture).
+    before = [text for _, text in s.before]
+    await child_send(child, "hvornår er mødet?")
+    await expect(inbox.locator(f"{INBOX_LINES} .msg-text")).to_have_text(
+        [*before, "hvornår er mødet?"], timeout=WAIT_MS
     )
-    expected = [("in", "hej"), ("out", "Hej Kim. Tak fordi du skriver. Hvordan går det?")]
+    await caseworker_send(inbox, "Hej Kim. Tak fordi du skriver. Mødet er på tirsdag.")
+    await expect(child.locator(f"{CHILD_LINES}.out .text").last).to_have_text(
+        "Hej Kim. Tak fordi du skriver. Mødet er på tirsdag.", timeout=WAIT_MS
+    )
+    expected = [
+        ("in", "hvornår er mødet?"),
+        ("out", "Hej Kim. Tak fordi du skriver. Mødet er på tirsdag."),
+    ]
     await wait_for_all(s, expected)
     await assert_not_reloaded(child, inbox)
     await child.screenshot(path=str(artifacts / "child-chat-phone.png"))
@@ -281,13 +312,14 @@ async def test_markup_from_the_child_is_shown_as_text(session: Session, artifact
     s = session
     child, inbox = s.child, s.inbox
 
+    before = [text for _, text in s.before]
     await child_send(child, XSS_SCRIPT)
     await child_send(child, XSS_IMG)
     texts = inbox.locator(f"{INBOX_LINES} .msg-text")
-    await expect(texts).to_have_text([XSS_SCRIPT, XSS_IMG], timeout=WAIT_MS)
+    await expect(texts).to_have_text([*before, XSS_SCRIPT, XSS_IMG], timeout=WAIT_MS)
     await caseworker_send(inbox, XSS_REPLY)
-    await expect(child.locator(f"{CHILD_LINES}.out .text")).to_have_text(
-        [XSS_REPLY], timeout=WAIT_MS
+    await expect(child.locator(f"{CHILD_LINES}.out .text").last).to_have_text(
+        XSS_REPLY, timeout=WAIT_MS
     )
     await wait_for_all(s, [("in", XSS_SCRIPT), ("in", XSS_IMG), ("out", XSS_REPLY)])
 
@@ -303,11 +335,11 @@ async def test_markup_from_the_child_is_shown_as_text(session: Session, artifact
 
     # The server-rendered transcript (a fresh load) and the child's history are inert too.
     await inbox.reload()
-    await expect(texts).to_have_text([XSS_SCRIPT, XSS_IMG, XSS_REPLY])
+    await expect(texts).to_have_text([*before, XSS_SCRIPT, XSS_IMG, XSS_REPLY])
     await assert_inert(inbox, "#transcript")
     await child.reload()
     await expect(child.locator(f"{CHILD_LINES} .text")).to_have_text(
-        [XSS_SCRIPT, XSS_IMG, XSS_REPLY], timeout=WAIT_MS
+        [*before, XSS_SCRIPT, XSS_IMG, XSS_REPLY], timeout=WAIT_MS
     )
     await assert_inert(child, "#lines")
     await child.wait_for_timeout(300)  # an onerror would have fired by now
@@ -327,7 +359,8 @@ async def test_quick_exit_leaves_no_way_back(
         await page.goto(demo.chat_url)
         await expect(page.locator("#status")).to_have_text("", timeout=WAIT_MS)
         await child_send(page, "jeg skal gå nu")
-        await expect(page.locator(CHILD_CONFIRMED)).to_have_count(1, timeout=WAIT_MS)
+        # The child's line, confirmed, and the first-contact notice after it.
+        await expect(page.locator(CHILD_CONFIRMED)).to_have_count(2, timeout=WAIT_MS)
         assert await page.evaluate("sessionStorage.getItem('stemme.t')") == demo.token
 
         await page.locator("#quick-exit").tap()

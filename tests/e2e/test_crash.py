@@ -137,8 +137,12 @@ async def test_acknowledged_message_survives_sigkill(
         "SELECT provider_message_id, seq FROM message WHERE direction = 'in' ORDER BY seq",
     )
     assert all_inbound == sorted(acked.items(), key=lambda item: item[1])
-    message_entries = [e for e in caselog_entries(server.caselog_dir) if e["kind"] == "message"]
+    entries = caselog_entries(server.caselog_dir)
+    message_entries = [e for e in entries if e["kind"] == "message" and e["direction"] == "in"]
     assert len({e["id"] for e in message_entries}) == ROUNDS
+    # The first-contact notice went out once, however often the server was killed.
+    notices = query(server.db_path, "SELECT count(*) FROM message WHERE author = 'bot'")
+    assert notices == [(1,)]
 
 
 def claimed_caselog_jobs(server: ServerProcess) -> list[tuple[str, str]]:

@@ -89,8 +89,11 @@ async def test_no_plaintext_in_database_files_or_logs(
             await inbox.reply(case_id, REPLY_TEXT)
         finally:
             await inbox.close()
+        # First contact: the notice came straight after the child's line, in the same commit.
+        notice = await child.wait_line(child_seq + 1)
         # The child sees the answer: it is stored and decrypts (a positive control).
-        reply_line = await child.wait_line(child_seq + 1)
+        reply_line = await child.wait_line(child_seq + 2)
+    assert notice["author"] == "bot" and "116 111" in notice["text"]
     assert reply_line["text"] == REPLY_TEXT
     assert reply_line["direction"] == "out"
 
@@ -108,7 +111,7 @@ async def test_no_plaintext_in_database_files_or_logs(
         "key file": keyring_file.read_bytes(),
     }
     bodies = query(server.db_path, "SELECT seq, body_enc FROM message ORDER BY seq")
-    assert [seq for seq, _ in bodies] == [child_seq, child_seq + 1]
+    assert [seq for seq, _ in bodies] == [child_seq, child_seq + 1, child_seq + 2]
 
     # While the server runs: the WAL holds the recent pages.
     running = db_files(server)

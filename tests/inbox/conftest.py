@@ -27,6 +27,7 @@ from bot.storage.db import Database
 from bot.storage.migrate import upgrade
 from bot.storage.models import Message, utcnow
 from channels.base import ChannelName, Inbound, ProviderMessageId
+from tests.helpers import mark_consented
 
 PASSWORD = "korrekt hest batteri hæfteklamme"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -70,8 +71,11 @@ class InboxHarness:
             language=language,
         )
 
-    async def case(self, caseworker: str, *, ref: str, child: str = "Mika") -> NewCase:
-        return await add_case(
+    async def case(
+        self, caseworker: str, *, ref: str, child: str = "Mika", consented: bool = True
+    ) -> NewCase:
+        """A case; ``consented``: the child said JA to the notice earlier (no bot lines)."""
+        new = await add_case(
             self.db,
             self.keys,
             case_ref=ref,
@@ -79,6 +83,9 @@ class InboxHarness:
             child_name=child,
             birth_date=dt.date(2012, 5, 17),
         )
+        if consented:
+            await mark_consented(self.db, new.case_id)
+        return new
 
     async def child_writes(self, case: NewCase, text: str) -> Stored:
         """The child sends a web chat message, through the real router."""
@@ -131,7 +138,9 @@ def csrf_from(page: str) -> str:
 
 
 async def start(tmp_path: Path, **overrides: object) -> InboxHarness:
-    settings = Settings.from_env({}, data_dir=tmp_path, **overrides)
+    # Staffed around the clock unless a test says otherwise: no out-of-hours reply lines.
+    staffed: dict[str, object] = {"office_hours": "00:00-24:00", "office_days": "1-7"}
+    settings = Settings.from_env({}, data_dir=tmp_path, **(staffed | overrides))
     await asyncio.to_thread(upgrade, settings.effective_database_url)
     # No outbox worker: replies stay "queued", which keeps delivery state deterministic.
     app = create_app(settings, keyring=Keyring.generate(), run_outbox=False)

@@ -30,6 +30,18 @@ def upgrade() -> None:
     with op.batch_alter_table('code_attempt', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_code_attempt_sender_index'), ['sender_index'], unique=False)
 
+    op.create_table('early_status',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('channel', sa.String(length=20), nullable=False),
+    sa.Column('provider_message_id', sa.String(length=128), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('reason', sa.String(length=300), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('early_status', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_early_status_provider_message_id'), ['provider_message_id'], unique=False)
+
     op.create_table('pending_reply',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('channel', sa.String(length=20), nullable=False),
@@ -189,6 +201,10 @@ def downgrade() -> None:
 
     op.drop_table('checkin')
     op.drop_table('pending_reply')
+    with op.batch_alter_table('early_status', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_early_status_provider_message_id'))
+
+    op.drop_table('early_status')
     with op.batch_alter_table('code_attempt', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_code_attempt_sender_index'))
 
