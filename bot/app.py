@@ -31,7 +31,7 @@ from bot.tasks import spawn
 from channels.base import Channel
 from channels.telegram import TelegramChannel
 from channels.webchat import WebChatChannel
-from prompts.instruments import load_instruments
+from prompts.instruments import InstrumentError, load_instruments
 from prompts.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,16 @@ def create_app(
     channels: dict[str, Channel] = {}
     capabilities = providers.capabilities()
     instruments = load_instruments(licence_holders=settings.licence_holder_names)
+    if settings.instruments_dir is not None:
+        extra = load_instruments(
+            settings.instruments_dir, licence_holders=settings.licence_holder_names
+        )
+        clash = sorted(set(extra) & set(instruments))
+        if clash:
+            raise InstrumentError(
+                [f"{settings.instruments_dir}: id already used by a built-in instrument: {clash}"]
+            )
+        instruments |= extra
     checkins = Checkins(
         texts=texts,
         instruments=instruments,

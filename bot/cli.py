@@ -42,6 +42,9 @@ from bot.storage.db import Database
 from bot.storage.migrate import upgrade
 from bot.storage.models import Case, Caseworker
 from consent.qr import qr_png, qr_svg
+from prompts.instruments import InstrumentError
+from prompts.safety import LexiconError
+from prompts.texts import TextsError
 
 log = logging.getLogger("stemme")
 
@@ -63,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except ConfigError as exc:
         print(f"stemme: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (InstrumentError, TextsError, LexiconError) as exc:
+        # A prompt file with a mistake stops start-up; the message names the file and field.
+        print(f"stemme: cannot start, a prompt file has a mistake:\n{exc}", file=sys.stderr)
         return 2
     except NotFound as exc:
         print(f"stemme: {exc}", file=sys.stderr)

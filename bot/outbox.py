@@ -92,7 +92,7 @@ class OutboxWorker:
         poll_seconds: float = 1.0,
         batch: int = 50,
         render: Callable[[str, str, Mapping[str, object]], str] | None = None,
-        alert: Callable[[Mapping[str, object]], Awaitable[None]] | None = None,
+        alert: Callable[[Mapping[str, object]], Awaitable[bool]] | None = None,
     ) -> None:
         self.render = render
         self.alert = alert
@@ -303,35 +303,42 @@ class OutboxWorker:
             done.done_at, done.claimed_until, done.last_error = utcnow(), None, error
 
     async def _escalate(self, job: Outbox) -> None:
-        """Nobody acknowledged an urgent flag in time: alert the on-call contact (no words)."""
+        """Nobody acknowledged an urgent flag in time: alert the on-call contact (no words).
+
+        The alert goes out before the transaction that records it (no network call holds the
+        write lock). An alert that reached nobody is retried like any job; one that got through
+        but whose commit was lost is sent again: on-call hears at least once.
+        """
         assert job.case_id is not None
-        async with self.db.write() as session:
+        async with self.db.read() as session:
             state = await session.get(ConversationState, job.case_id)
             case = await session.get(Case, job.case_id)
             assert state is not None and case is not None
             pending = state.urgent_since is not None and state.acknowledged_at is None
-            if pending and state.escalated_at is None:
-                if self.alert is not None:
-                    await self.alert(
-                        {
-                            "case_ref": case.case_ref,
-                            "reasons": (state.urgent_reasons or "").split(","),
-                            "urgent_since": state.urgent_since.isoformat()
-                            if state.urgent_since
-                            else None,
-                        }
-                    )
+            due = pending and state.escalated_at is None
+            alert = {
+                "case_ref": case.case_ref,
+                "reasons": (state.urgent_reasons or "").split(","),
+                "urgent_since": state.urgent_since.isoformat() if state.urgent_since else None,
+            }
+        if due and self.alert is not None and not await self.alert(alert):
+            await self._retry(job, error="on-call could not be reached")
+            return
+        async with self.db.write() as session:
+            state = await session.get(ConversationState, job.case_id)
+            assert state is not None
+            if due and state.acknowledged_at is None and state.escalated_at is None:
                 state.escalated_at = utcnow()
-                key = await self.keys.case_key(session, case.id)
+                key = await self.keys.case_key(session, job.case_id)
                 await add_entry(
                     session,
-                    case_id=case.id,
+                    case_id=job.case_id,
                     key=key,
                     verbatim=False,
                     draft=EntryDraft(
                         kind="safety_escalation",
                         occurred_at=state.escalated_at,
-                        case_ref=case.case_ref,
+                        case_ref=str(alert["case_ref"]),
                         channel=None,
                         direction=None,
                         actor="system",
@@ -339,7 +346,7 @@ class OutboxWorker:
                         legal_signals=("risk",),
                     ),
                 )
-                log.warning("urgent flag on case %s escalated to on-call", case.id)
+                log.warning("urgent flag on case %s escalated to on-call", job.case_id)
             done = await session.get(Outbox, job.id)
             assert done is not None
             done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None

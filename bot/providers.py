@@ -218,8 +218,12 @@ class Providers:
             await self.session.close()
             self.session = None
 
-    async def alert_oncall(self, alert: Mapping[str, object]) -> None:
-        """Tell the on-call contact that an urgent flag went unacknowledged (no child words)."""
+    async def alert_oncall(self, alert: Mapping[str, object]) -> bool:
+        """Tell the on-call contact that an urgent flag went unacknowledged (no child words).
+
+        Returns whether someone was reached. With no on-call contact configured there is nobody
+        to try: that is logged as an error and counts as done (the inbox still shows the flag).
+        """
         s = self.settings
         reasons = ", ".join(str(r) for r in alert.get("reasons", []) or [])  # type: ignore[attr-defined]
         text = (
@@ -242,5 +246,9 @@ class Providers:
                     sent = sent or response.status < 300
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.error("on-call webhook failed: %s", type(exc).__name__)
+        if not (s.oncall_phone or s.oncall_webhook_url):
+            log.error("urgent flag unacknowledged and no on-call contact is configured")
+            return True
         if not sent:
             log.error("urgent flag unacknowledged and no on-call contact could be reached")
+        return sent

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from sqlalchemy import text as sql_text
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.caselog.entries import EntryDraft, add_entry, message_summary
 from bot.crypto import DataKey
 from bot.engine.hooks import Bot, SilentBot, Turn
-from bot.errors import NotFound
+from bot.errors import NotFound, ReplyWindowClosed
 from bot.ids import uuid7
 from bot.keys import KeyService
 from bot.live import Hub
@@ -217,6 +217,7 @@ class Router:
             if case is None:
                 raise NotFound("case")
             identity = await _reply_identity(session, case_id, identity_id)
+            await self._check_reply_window(session, identity)
             key = await self.keys.case_key(session, case_id)
             message = await self.queue_outbound(
                 session,
@@ -231,6 +232,40 @@ class Router:
         self.hub.publish(f"case:{case_id}", _event("message", stored))
         self.wake_outbox()
         return stored
+
+    async def _check_reply_window(self, session: AsyncSession, identity: ChannelIdentity) -> None:
+        """Raise :class:`ReplyWindowClosed` if the channel would refuse this reply anyway."""
+        capabilities = self.capabilities.get(identity.channel)
+        window = capabilities.reply_window if capabilities is not None else None
+        if window is None:
+            return
+        last_in = (
+            await session.exec(
+                select(func.max(Message.created_at)).where(
+                    Message.identity_id == identity.id,
+                    Message.direction == Direction.INBOUND.value,
+                )
+            )
+        ).one()
+        if last_in is not None and _aware(last_in) + window > utcnow():
+            return
+        others = (
+            await session.exec(
+                select(ChannelIdentity)
+                .where(
+                    ChannelIdentity.case_id == identity.case_id,
+                    ChannelIdentity.id != identity.id,
+                    ChannelIdentity.status == "active",
+                )
+                .order_by(col(ChannelIdentity.created_at).desc())
+            )
+        ).all()
+        alternatives = [
+            (o.id, o.channel)
+            for o in others
+            if o.channel == "webchat" or o.consented_at is not None
+        ]
+        raise ReplyWindowClosed(identity.channel, last_in, alternatives)
 
     async def queue_outbound(
         self,
@@ -420,6 +455,11 @@ def apply_delivery_state(message: Message, new: DeliveryState, reason: str | Non
     if after in (DeliveryState.DELIVERED, DeliveryState.READ) and message.delivered_at is None:
         message.delivered_at = utcnow()
     return True
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive UTC datetimes; PostgreSQL aware ones."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
 def _event(kind: str, stored: Stored) -> dict[str, object]:

@@ -60,6 +60,7 @@ class Settings:
     invitation_hours: int = 72
     retention_days: int = 30  # local copy after confirmed filing
     licence_holders: str = ""  # comma-separated; restricted instruments need their holder here
+    instruments_dir: Path | None = None  # the municipality's own or licensed instruments
     verbatim_entries: bool = False
 
     # -- channels (SMS switches on with credentials; Telegram/Messenger need the DPIA flag) ---

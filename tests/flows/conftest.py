@@ -9,6 +9,7 @@ the sandbox's control API and reads what Stemme sent it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import socket
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from bot.engine.conversation import COPENHAGEN
 from bot.engine.enrolment import NewInvitation
 from bot.settings import Settings
 from bot.storage.db import Database
-from bot.storage.models import Case, Message
+from bot.storage.models import Case, Message, Outbox
 from channels.sandbox.base import PhoneMessage, Sandbox
 from consent.ages import age_on, milestones_at_enrolment
 from tests.inbox.conftest import PASSWORD, InboxHarness
@@ -156,6 +157,23 @@ class Stack:
         after = await phone.read(1 + len(milestones_at_enrolment(age)))
         return [notice, *after]
 
+    async def idle(self, wait: float = WAIT) -> None:
+        """Wait until the outbox has no delivery left to make (before a planned stop)."""
+        for _ in range(int(wait / 0.05)):
+            async with self.db.read() as session:
+                left = (
+                    await session.exec(
+                        select(Outbox.id).where(
+                            col(Outbox.kind).in_(["deliver", "prompt"]),
+                            Outbox.status == "pending",
+                        )
+                    )
+                ).all()
+            if not left:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"outbox still has {len(left)} deliveries")
+
     async def messages(self, case_id: str) -> list[Message]:
         async with self.db.read() as session:
             query = select(Message).where(Message.case_id == case_id).order_by(col(Message.seq))
@@ -190,8 +208,8 @@ def flow_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
     return Settings.from_env({}, **(values | overrides))
 
 
-async def start_stack(settings: Settings) -> Stack:
-    app = create_app(settings, keyring=Keyring.generate())
+async def start_stack(settings: Settings, *, keyring: Keyring | None = None) -> Stack:
+    app = create_app(settings, keyring=keyring or Keyring.generate())
     server = TestServer(app, host="127.0.0.1", port=settings.port)
     await server.start_server()
     return Stack(InboxHarness(app=app, server=server, settings=settings))
