@@ -260,7 +260,12 @@ def _print_invitation(
 def cmd_phone(settings: Settings, args: argparse.Namespace) -> int:
     address = args.address or DEFAULT_ADDRESSES[args.channel]
     return asyncio.run(
-        run_phone(channel=args.channel, address=address, base_port=settings.sandbox_port)
+        run_phone(
+            channel=args.channel,
+            address=address,
+            base_port=settings.sandbox_port,
+            write=lambda line: print(line, flush=True),  # a pipe sees each line at once
+        )
     )
 
 

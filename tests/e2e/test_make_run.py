@@ -7,6 +7,8 @@ it — ``stemme demo`` then ``stemme serve`` — runs exactly as the Makefile sa
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import time
 import urllib.request
@@ -50,11 +52,73 @@ def get(url: str) -> tuple[int, str, str]:
         return response.status, response.geturl(), response.read().decode("utf-8")
 
 
+def free_run_of_ports(count: int) -> int:
+    """A port p such that p .. p+count-1 were all free a moment ago (the sandboxes' ports)."""
+    for _ in range(50):
+        first = free_port()
+        sockets = []
+        try:
+            for offset in range(count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", first + offset))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError("no run of free ports")
+
+
+def text_as_child(tmp_path: Path, env: dict[str, str], code: str) -> None:
+    """`stemme phone`: send the code, read the notice, answer JA, read the thanks."""
+    out = tmp_path / "phone.stdout"
+    with out.open("wb") as stdout:
+        phone = subprocess.Popen(
+            [str(BIN / "stemme"), "phone", "--channel", "sms"],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    assert phone.stdin is not None
+
+    def wait_for(needle: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while needle not in out.read_text(encoding="utf-8", errors="replace"):
+            assert phone.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, f"no {needle!r} in:\n{out.read_text()}"
+            time.sleep(0.05)
+
+    try:
+        wait_for("Type a message")
+        phone.stdin.write(f"{code}\n".encode())
+        phone.stdin.flush()
+        wait_for("Svar JA")
+        assert "116 111" in out.read_text()
+        phone.stdin.write(b"ja\n")
+        phone.stdin.flush()
+        wait_for("< Tak")
+        phone.stdin.close()
+        assert phone.wait(15) == 0
+    finally:
+        stop_group(phone)
+
+
 def test_make_run_prints_links_that_work(tmp_path: Path) -> None:
     assert (BIN / "stemme").exists(), "the venv is missing: run `make install` once"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = clean_env({"STEMME_DATA_DIR": str(tmp_path / "data"), "STEMME_PORT": str(port)})
+    env = clean_env(
+        {
+            "STEMME_DATA_DIR": str(tmp_path / "data"),
+            "STEMME_PORT": str(port),
+            "STEMME_SANDBOX_PORT": str(free_run_of_ports(3)),
+        }
+    )
     out, err = tmp_path / "make.stdout", tmp_path / "make.stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
@@ -90,6 +154,12 @@ def test_make_run_prints_links_that_work(tmp_path: Path) -> None:
         assert final_url == f"{base}/inbox/login"
         assert 'name="password"' in page
         assert 'name="username"' in page
+        assert proc.poll() is None
+
+        # The demo's own invitation code, texted from `stemme phone` through the SMS sandbox.
+        code = re.search(r"stemme phone --channel sms\s+\(send (\S+)\)", out.read_text())
+        assert code is not None, out.read_text()
+        text_as_child(tmp_path, env, code.group(1))
         assert proc.poll() is None
     finally:
         stop_group(proc)
