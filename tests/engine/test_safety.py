@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import statistics
-import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -228,19 +226,13 @@ def test_check_lines_gives_one_json_object_per_line_without_the_text() -> None:
     assert not any("slår" in line or "grin" in line for line in out)
 
 
-# -- speed -------------------------------------------------------------------------------------
+# -- pathological input ---------------------------------------------------------------------
+# Speed is measured in bench/safety.py (ratios, never timed assertions); here only that a long,
+# repetitive message is answered at all, and correctly.
 
 
-def test_a_check_is_fast_and_has_no_pathological_input() -> None:
-    texts = [case["text"] for case in FLAGGED + CLEAR]
-    samples = []
-    for text in texts * 3:
-        start = time.perf_counter()
-        checker().check(text)
-        samples.append(time.perf_counter() - start)
-    # Generous bounds: a regression to a backtracking pattern shows up as milliseconds.
-    assert statistics.median(samples) < 0.001
+def test_a_long_repetitive_message_is_checked_correctly() -> None:
     adversarial = "min far min mor han hun de " * 300 + "slår slog slået " * 300
-    start = time.perf_counter()
-    checker().check(adversarial)
-    assert time.perf_counter() - start < 0.5
+    found = checker().check(adversarial)
+    assert isinstance(found.risk, bool)
+    assert checker().check("min far " * 500 + "jeg dør af grin").risk is False

@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m bench.<name>``); never part of ``make test``."""
