@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.crypto import DataKey
 from bot.ids import uuid7
-from bot.storage.models import ConversationState, Outbox, ParticipationEntry
+from bot.storage.models import ConversationState, Outbox, ParticipationEntry, utcnow
 
 SCHEMA_VERSION = 1
 TABLE = "participation_entry"
@@ -110,7 +110,7 @@ async def add_entry(
             case_id=case_id,
             ref_id=entry_id,
             seq=seq,
-            next_attempt_at=draft.occurred_at,
+            next_attempt_at=utcnow(),  # filed as soon as committed, whenever it happened
         )
     )
     return entry

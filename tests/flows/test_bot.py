@@ -19,6 +19,7 @@ from sqlmodel import select
 from bot import appkeys
 from bot.engine.conversation import COPENHAGEN
 from bot.storage.models import (
+    Case,
     ChannelIdentity,
     ConsentEvent,
     ConversationState,
@@ -287,3 +288,110 @@ def test_a_prompt_file_with_a_mistake_stops_start_up(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "vores_egen.yaml" in done.stderr and "response" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def answer_checkin(phone: Phone, answers: list[str]) -> None:
+    """Answer the four wellbeing items and the closing question, reading each prompt."""
+    await read_until(phone, ITEMS[0])
+    for answer, following in zip(answers, [*ITEMS[1:], CLOSING], strict=True):
+        assert await phone.write(answer) == 200
+        await read_until(phone, following)
+    assert await phone.write("nej") == 200
+    await read_until(phone, OUTRO)
+
+
+async def test_a_fall_of_two_since_the_last_checkin_is_flagged(stack: Stack) -> None:
+    case_id = await stack.case()
+    phone = stack.phone("sms")
+    await stack.enrol(case_id, phone, "sms")
+
+    await send_checkin(stack, case_id, now=midday())
+    await answer_checkin(phone, ["8", "8", "8", "8"])
+    await send_checkin(stack, case_id, now=midday() + dt.timedelta(minutes=5))
+    await answer_checkin(phone, ["6", "7", "9", "8"])  # "me" fell by 2, "home" by 1
+
+    for _ in range(100):
+        entries = await checkin_entries(stack, case_id)
+        if len(entries) == 2:
+            break
+        await asyncio.sleep(0.05)
+    first, second = sorted(entries, key=lambda e: e["occurred_at"])
+    assert first["scores"]["flagged_falls"] == []
+    assert second["scores"]["flagged_falls"] == ["me"]
+    assert "Fald" in second["summary"]
+
+
+async def test_an_unfinished_checkin_expires_and_keeps_the_partial_answers(stack: Stack) -> None:
+    case_id = await stack.case()
+    phone = stack.phone("sms")
+    await stack.enrol(case_id, phone, "sms")
+    started = midday()
+    await send_checkin(stack, case_id, now=started)
+    await read_until(phone, ITEMS[0])
+    assert await phone.write("5") == 200
+    await read_until(phone, ITEMS[1])
+
+    scheduler = stack.app[appkeys.SCHEDULER]
+    expiry = dt.timedelta(hours=stack.settings.checkin_expiry_hours)
+    await scheduler.tick(started + expiry - dt.timedelta(minutes=1))
+    assert await checkin_entries(stack, case_id, wait=0.5) == []
+    await scheduler.tick(started + expiry + dt.timedelta(minutes=1))
+    [entry] = await checkin_entries(stack, case_id)
+    assert entry["scores"]["status"] == "expired"
+    assert entry["scores"]["items"] == {
+        "me": 5,
+        "home": None,
+        "school_friends": None,
+        "overall": None,
+    }
+    # A later message is an ordinary message again, not an answer to the expired check-in.
+    assert await phone.write("7") == 200
+    await phone.nothing_new()
+
+
+async def test_schedules_every_n_days_the_day_before_a_meeting_and_not_in_school(
+    stack: Stack,
+) -> None:
+    case_id = await stack.case()
+    phone = stack.phone("sms")
+    await stack.enrol(case_id, phone, "sms")
+    scheduler = stack.app[appkeys.SCHEDULER]
+    worker = await worker_id(stack)
+    monday = dt.date.today() + dt.timedelta(days=7 - dt.date.today().weekday() + 7)
+    at = dt.datetime.combine(monday, dt.time(9, 0), COPENHAGEN)
+
+    # Every 7 days, at 16:00 local time: the first on Monday 16:00, then the Monday after.
+    weekly = await scheduler.add_schedule(
+        case_id=case_id, instrument_id="wellbeing", caseworker_id=worker, every_days=7, now=at
+    )
+    first_due = dt.datetime.combine(monday, dt.time(16), COPENHAGEN)
+    assert weekly.next_due_at == first_due
+    assert await scheduler.tick(first_due) == 1
+    await read_until(phone, ITEMS[0])
+    async with stack.db.read() as session:
+        from bot.storage.models import Schedule
+
+        row = await session.get(Schedule, weekly.id)
+    assert row is not None and row.next_due_at is not None
+    assert row.next_due_at.astimezone(COPENHAGEN) == first_due + dt.timedelta(days=7)
+
+    # The day before a meeting on Thursday 10:30: Wednesday at 16:00.
+    meeting = dt.datetime.combine(monday + dt.timedelta(days=3), dt.time(10, 30), COPENHAGEN)
+    before = await scheduler.add_schedule(
+        case_id=case_id,
+        instrument_id="meeting_feedback",
+        caseworker_id=worker,
+        meeting_at=meeting,
+        now=at,
+    )
+    assert before.next_due_at is not None
+    due = before.next_due_at.astimezone(COPENHAGEN)
+    assert due.date() == meeting.date() - dt.timedelta(days=1)
+
+    # No check-ins in school time: "send now" at 10:00 on a school day waits until 14:00.
+    async with stack.db.write() as session:
+        case = await session.get(Case, case_id)
+        assert case is not None
+        case.no_checkins_in_school = True
+    when = await send_checkin(stack, case_id, now=at + dt.timedelta(hours=1))
+    assert when == dt.datetime.combine(monday, dt.time(14), COPENHAGEN)
