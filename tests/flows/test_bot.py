@@ -395,3 +395,34 @@ async def test_schedules_every_n_days_the_day_before_a_meeting_and_not_in_school
         case.no_checkins_in_school = True
     when = await send_checkin(stack, case_id, now=at + dt.timedelta(hours=1))
     assert when == dt.datetime.combine(monday, dt.time(14), COPENHAGEN)
+
+
+async def test_wrong_codes_are_limited_per_sender_and_reveal_nothing(stack: Stack) -> None:
+    case_id = await stack.case()
+    used = await stack.invite(case_id, "sms")
+    owner = stack.phone("sms")
+    await stack.enrol(case_id, owner, "sms")  # another invitation; `used` stays unused
+
+    guesser = stack.phone("sms", "+447700900777")
+    answers = []
+    for guess in ("AAAA-AAAA", "BBBB-BBBB", "CCCC-CCCC", "DDDD-DDDD", "EEEE-EEEE"):
+        assert await guesser.write(guess) == 200
+        answers.append((await guesser.read_one()).text)
+    # A well-formed code that does not exist, and one for a real case on another channel only
+    # (Telegram), get the very same answer: nothing tells a guesser a case exists.
+    assert len(set(answers)) == 1
+    telegram_only = await stack.invite(case_id, "telegram")
+    assert await guesser.write(telegram_only.code) == 200  # the sixth failure: locked out
+    locked = (await guesser.read_one()).text
+    assert locked != answers[0] and any(ch.isdigit() for ch in locked)  # "try again at 14:30"
+
+    # While locked out even a right code is not looked at, and there is no second "wait".
+    assert await guesser.write(used.code) == 200
+    await guesser.nothing_new()
+    async with stack.db.read() as session:
+        identities = (
+            await session.exec(select(ChannelIdentity).where(ChannelIdentity.channel == "sms"))
+        ).all()
+    assert len(identities) == 1  # only the owner's phone
+    # Nothing the guesser sent reached the case.
+    assert {m.identity_id for m in await stack.messages(case_id)} == {identities[0].id}
