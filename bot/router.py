@@ -527,6 +527,18 @@ async def _find_inbound(session: AsyncSession, inbound: Inbound) -> Message | No
     ).first()
 
 
+async def last_inbound_identity_id(session: AsyncSession, case_id: str) -> str | None:
+    """The channel identity the child last wrote from, if any."""
+    return (
+        await session.exec(
+            select(Message.identity_id)
+            .where(Message.case_id == case_id, Message.direction == Direction.INBOUND.value)
+            .order_by(col(Message.seq).desc())
+            .limit(1)
+        )
+    ).first()
+
+
 async def _reply_identity(
     session: AsyncSession, case_id: str, identity_id: str | None
 ) -> ChannelIdentity:
@@ -535,14 +547,7 @@ async def _reply_identity(
         if identity is None or identity.case_id != case_id:
             raise NotFound("channel identity")
         return identity
-    last_in = (
-        await session.exec(
-            select(Message.identity_id)
-            .where(Message.case_id == case_id, Message.direction == Direction.INBOUND.value)
-            .order_by(col(Message.seq).desc())
-            .limit(1)
-        )
-    ).first()
+    last_in = await last_inbound_identity_id(session, case_id)
     query = select(ChannelIdentity).where(
         ChannelIdentity.case_id == case_id, ChannelIdentity.status == "active"
     )

@@ -23,7 +23,7 @@ from bot.engine.hooks import Reply
 from bot.errors import NotFound
 from bot.ids import uuid7
 from bot.keys import KeyService
-from bot.router import Router
+from bot.router import Router, last_inbound_identity_id
 from bot.storage.db import Database
 from bot.storage.models import (
     Author,
@@ -32,9 +32,7 @@ from bot.storage.models import (
     Checkin,
     ConsentEvent,
     ConversationState,
-    Direction,
     EarlyStatus,
-    Message,
     Schedule,
     utcnow,
 )
@@ -339,14 +337,7 @@ async def child_identity(session: AsyncSession, case_id: str) -> ChannelIdentity
     ).all()
     if not identities:
         return None
-    last = (
-        await session.exec(
-            select(Message.identity_id)
-            .where(Message.case_id == case_id, Message.direction == Direction.INBOUND.value)
-            .order_by(col(Message.seq).desc())
-            .limit(1)
-        )
-    ).first()
+    last = await last_inbound_identity_id(session, case_id)
     for identity in identities:
         if identity.id == last:
             return identity
