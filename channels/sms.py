@@ -15,24 +15,24 @@ Outbound  ``client.messages.create_async`` with a status callback to ``status_pa
               other 4xx                  PermanentFailure
 Status    Callbacks become :class:`StatusUpdate` values; failures carry a Danish reason.
 
+Computing a form's signature, reading the forms, and the Danish reasons for Twilio's error
+codes are in :mod:`channels.sms_forms`.
+
 Nothing here logs a phone number, a message text or Twilio's error text (which quotes numbers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import email.utils
-import hashlib
 import hmac
 import json
 import logging
 import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
-from types import MappingProxyType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
@@ -49,7 +49,6 @@ from twilio.rest import Client  # type: ignore[import-untyped]
 from channels.base import (
     Capabilities,
     Channel,
-    ChannelName,
     DeliveryState,
     Inbound,
     Outbound,
@@ -69,59 +68,44 @@ from channels.errors import (
     VerificationFailed,
 )
 from channels.phone_numbers import InvalidAddress, is_whatsapp, normalise_address
+from channels.sms_forms import (
+    _FAILED,
+    _STATUSES,
+    FAILURE_REASONS,
+    NAME,
+    OPTED_OUT_CODE,
+    OPTED_OUT_REASON,
+    compute_signature,
+    failure_reason,
+    inbound_from_form,
+    status_updates_from_form,
+)
+
+__all__ = [
+    "DEFAULT_RETRY_AFTER",
+    "EMPTY_TWIML",
+    "FAILURE_REASONS",
+    "MAX_RETRY_AFTER",
+    "OPTED_OUT_CODE",
+    "OPTED_OUT_REASON",
+    "SHARED_KEY_HEADER",
+    "SIGNATURE_HEADER",
+    "SmsChannel",
+    "close_twilio_client",
+    "compute_signature",
+    "failure_reason",
+    "inbound_from_form",
+    "make_twilio_client",
+    "status_updates_from_form",
+]
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SHARED_KEY_HEADER = "X-Twilio-Webhooks-Signature-Settings"
-OPTED_OUT_CODE = "21610"
-"""Twilio's "unsubscribed recipient": the router blocks sends to the child until START."""
-OPTED_OUT_REASON = (
-    "Barnet har stoppet SMS fra dette nummer. Der kan først sendes igen, når barnet skriver START."
-)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 DEFAULT_RETRY_AFTER = 30.0
 MAX_RETRY_AFTER = 3600.0
-
-# Plain Danish for a caseworker, keyed by Twilio error code (API errors and callback errors).
-FAILURE_REASONS: Mapping[str, str] = MappingProxyType({
-    OPTED_OUT_CODE: OPTED_OUT_REASON,
-    "21211": "Telefonnummeret er ugyldigt.",
-    "21408": "Stemme har ikke lov til at sende SMS til det land.",
-    "21606": "Stemmes afsendernummer kan ikke sende beskeder. En administrator skal rette det.",
-    "21612": "Nummeret kan ikke modtage SMS.",
-    "21614": "Nummeret er ikke et mobilnummer og kan ikke modtage SMS.",
-    "21617": "Beskeden er for lang til at blive sendt.",
-    "30003": "Telefonen kunne ikke nås. Den er måske slukket eller uden dækning.",
-    "30004": "Beskeden blev blokeret. Barnet har måske blokeret nummeret.",
-    "30005": "Nummeret findes ikke eller er ikke længere i brug.",
-    "30006": "Nummeret er en fastnettelefon og kan ikke modtage SMS.",
-    "30007": "Telefonselskabet stoppede beskeden som mulig spam.",
-    "30008": "Beskeden kunne ikke leveres af en ukendt grund.",
-    "63003": "Nummeret kan ikke modtage WhatsApp-beskeder.",
-    "63016": (
-        "WhatsApp-beskeden blev ikke sendt, fordi barnet ikke har skrevet "
-        "inden for de sidste 24 timer."
-    ),
-})  # fmt: skip
-_CANCELED_REASON = "Beskeden blev annulleret, før den blev sendt."
-
-_STATUSES: Mapping[str, DeliveryState] = MappingProxyType({
-    "queued": DeliveryState.QUEUED,
-    "accepted": DeliveryState.QUEUED,
-    "scheduled": DeliveryState.QUEUED,
-    "sending": DeliveryState.QUEUED,
-    "sent": DeliveryState.SENT,
-    "delivered": DeliveryState.DELIVERED,
-    "read": DeliveryState.READ,  # WhatsApp only
-    "undelivered": DeliveryState.UNDELIVERED,
-    "failed": DeliveryState.FAILED,
-    "canceled": DeliveryState.FAILED,
-})  # fmt: skip
-_FAILED = (DeliveryState.UNDELIVERED, DeliveryState.FAILED)
-_MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-f]{32}$")
-_ERROR_CODE = re.compile(r"^[0-9]{1,6}$")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _FORM = web.RequestKey("twilio_form", list)  # the parsed body, read once in verify
 
 # Twilio's exceptions carry no headers; a trace hook on our HTTP client puts the Retry-After
@@ -160,27 +144,10 @@ async def close_twilio_client(client: Client) -> None:
     await client.http_client.close()
 
 
-def compute_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
-    """Twilio's ``X-Twilio-Signature``: base64 HMAC-SHA1 of the URL and the sorted parameters.
-
-    The same value as ``RequestValidator(auth_token).compute_signature(url, params)`` for text.
-    A value that was not UTF-8 on the wire (kept as surrogate escapes by the form reader) is
-    signed as the bytes that arrived, so such a request can be verified and then refused as
-    malformed rather than as forged.
-    """
-    grouped: dict[str, set[str]] = {}
-    for name, value in params:
-        grouped.setdefault(name, set()).add(value)
-    pieces = [name + value for name in sorted(grouped) for value in sorted(grouped[name])]
-    payload = url + "".join(pieces)
-    mac = hmac.new(auth_token.encode(), payload.encode("utf-8", "surrogateescape"), hashlib.sha1)
-    return base64.b64encode(mac.digest()).decode("ascii")
-
-
 class SmsChannel(Channel):
     """SMS and WhatsApp through Twilio. The ``client`` is injected (see make_twilio_client)."""
 
-    name = ChannelName("sms")
+    name = NAME
     capabilities = Capabilities(buttons=False, max_length=1600, read_receipts=False)
 
     def __init__(
@@ -311,78 +278,12 @@ class SmsChannel(Channel):
         return form
 
 
-def inbound_from_form(form: Sequence[tuple[str, str]], *, region: str = "DK") -> Inbound:
-    """Parse Twilio's inbound-message form. Raises :class:`BadRequest` if malformed."""
-    fields = _fields(form)
-    sid = _message_sid(fields)
-    sender = fields.get("From")
-    if not sender:
-        raise BadRequest("missing From")
-    # Twilio always sends both, Body even when empty: without them the form was cut short.
-    if "Body" not in fields or not fields.get("AccountSid", "").startswith("AC"):
-        raise BadRequest("missing Body or AccountSid (truncated form?)")
-    return Inbound(
-        channel=SmsChannel.name,
-        address=normalise_address(sender, region=region),
-        provider_message_id=ProviderMessageId(sid),
-        text=fields.get("Body", ""),
-        received_at=dt.datetime.now(dt.UTC),
-        raw=MappingProxyType(fields),
-    )
-
-
-def status_updates_from_form(form: Sequence[tuple[str, str]]) -> list[StatusUpdate]:
-    """Parse a status callback; unknown statuses give no update. Raises :class:`BadRequest`."""
-    fields = _fields(form)
-    sid = _message_sid(fields)
-    status = fields.get("MessageStatus")
-    if not status:
-        raise BadRequest("missing MessageStatus")
-    code = fields.get("ErrorCode") or None
-    if code is not None and not _ERROR_CODE.match(code):
-        raise BadRequest("malformed ErrorCode")
-    state = _STATUSES.get(status)
-    if state is None:
-        return []
-    reason = None
-    if state in _FAILED:
-        reason = (
-            _CANCELED_REASON if status == "canceled" and code is None else failure_reason(code)
-        )
-    return [StatusUpdate(SmsChannel.name, ProviderMessageId(sid), state, reason=reason, code=code)]
-
-
-def failure_reason(code: str | None) -> str:
-    """A caseworker-readable sentence for a Twilio error code."""
-    if code is None:
-        return "Beskeden kunne ikke leveres."
-    return FAILURE_REASONS.get(code, f"Beskeden kunne ikke leveres (Twilio-fejlkode {code}).")
-
-
 def _without_port(url: str) -> str:
     return str(remove_port(urlparse(url)))
 
 
 def _with_port(url: str) -> str:
     return str(add_port(urlparse(url)))
-
-
-def _fields(form: Sequence[tuple[str, str]]) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for name, value in form:
-        if _SURROGATE.search(name) or _SURROGATE.search(value):
-            raise BadRequest("form is not UTF-8")
-        if name in fields:
-            raise BadRequest("a form field appears twice")
-        fields[name] = value
-    return fields
-
-
-def _message_sid(fields: Mapping[str, str]) -> str:
-    sid = fields.get("MessageSid", "")
-    if not _MESSAGE_SID.match(sid):
-        raise BadRequest("missing or malformed MessageSid")
-    return sid
 
 
 def _require_form_type(request: web.Request) -> None:

@@ -5,44 +5,35 @@ Updates arrive either by webhook (Telegram posts one Update per request, with ou
 polling (:meth:`TelegramChannel.poll`). Both paths go through :func:`parse_update`, so a message
 looks the same to the router whichever way it came.
 
-Ids are chosen so redelivery de-duplicates: a message is ``m:<chat id>:<message id>`` (the same
-message re-sent in a new update keeps its id), a button press is ``cb:<callback query id>``. In a
-private chat message ids form one sequence for both directions, so the outbound receipt id
-``m:<chat id>:<message id>`` never collides with an inbound one.
-
 A button press must be answered or the child's app shows a spinner. In webhook mode the answer
 rides on the webhook response (the Bot API allows "a request to the Bot API while sending an
 answer to the webhook", with a ``method`` field; its result is not reported back). In polling
 mode :meth:`TelegramChannel.poll` calls ``answerCallbackQuery`` after routing.
+
+Reading updates (and how ids are chosen) is in :mod:`channels.telegram_updates`; inline
+keyboards and the mapping of Telegram's errors are in :mod:`channels.telegram_delivery`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hmac
 import json
 import logging
-import math
 import re
-import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from types import MappingProxyType
 from typing import Any
 
 import telegram.error as tg_error
 from aiohttp import web
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, Update
 from telegram.request import HTTPXRequest
-from telegram.warnings import PTBDeprecationWarning
 
 from channels.base import (
-    Button,
     Capabilities,
     Channel,
-    ChannelName,
     DeliveryState,
     Inbound,
     Outbound,
@@ -52,54 +43,38 @@ from channels.base import (
     StatusSink,
     read_body,
 )
-from channels.errors import (
-    BadRequest,
-    DeliveryError,
-    PermanentFailure,
-    RateLimited,
-    TemporaryFailure,
-    VerificationFailed,
-)
+from channels.errors import BadRequest, VerificationFailed
 from channels.ratelimit import RateLimiter
+from channels.telegram_delivery import (
+    BLOCKED_REASON,
+    MAX_CALLBACK_DATA_BYTES,
+    _chat_id,
+    _retry_seconds,
+    delivery_error,
+    inline_keyboard,
+)
+from channels.telegram_updates import NAME, _query_id, parse_update
+
+__all__ = [
+    "ALLOWED_UPDATES",
+    "BLOCKED_REASON",
+    "MAX_CALLBACK_DATA_BYTES",
+    "NAME",
+    "SECRET_HEADER",
+    "TelegramChannel",
+    "delivery_error",
+    "inline_keyboard",
+    "make_bot",
+    "parse_update",
+]
 
 log = logging.getLogger(__name__)
 
-NAME = ChannelName("telegram")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 ALLOWED_UPDATES = ("message", "callback_query")
-MAX_CALLBACK_DATA_BYTES = 64
-BLOCKED_REASON = "Barnet har blokeret Stemme i Telegram, så beskeden kan ikke leveres."
-_REASONS = {
-    "blocked": BLOCKED_REASON,
-    "deactivated": "Barnets Telegram-konto er slettet, så beskeden kan ikke leveres.",
-    "not_started": "Barnet har ikke startet en samtale med Stemme i Telegram.",
-    "chat_not_found": "Telegram kender ikke barnets chat, så beskeden kan ikke leveres.",
-    "rejected": "Telegram afviste beskeden.",
-    "bad_address": "Barnets Telegram-adresse er ugyldig.",
-    "invalid_token": "Stemmes Telegram-bot er ikke sat rigtigt op (ugyldig nøgle).",
-    "network": "Telegram kunne ikke nås; beskeden sendes igen senere.",
-    "rate_limited": "Telegram beder Stemme vente lidt; beskeden sendes igen.",
-    "error": "Telegram svarede med en fejl; beskeden sendes igen senere.",
-}
 # The Bot API's own rule for secret tokens: 1-256 of A-Z, a-z, 0-9, _ and -.
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _RECENT_UPDATES = 512
-# What a child can send besides text; anything else unknown is passed on as "other" so that a
-# new kind of content is never silently dropped.
-_CONTENT_KINDS = (
-    "photo", "sticker", "voice", "video_note", "video", "animation", "audio", "document",
-    "location", "venue", "contact", "poll", "dice", "story",
-)  # fmt: skip
-# Service messages (the child pinned a message, set an auto-delete timer …) say nothing to the
-# caseworker and are ignored.
-_SERVICE_KINDS = frozenset({
-    "pinned_message", "message_auto_delete_timer_changed", "new_chat_members",
-    "left_chat_member", "new_chat_title", "new_chat_photo", "delete_chat_photo",
-    "group_chat_created", "supergroup_chat_created", "channel_chat_created",
-    "write_access_allowed", "chat_background_set", "users_shared", "chat_shared",
-    "connected_website", "proximity_alert_triggered", "migrate_to_chat_id",
-    "migrate_from_chat_id", "successful_payment", "refunded_payment",
-})  # fmt: skip
 
 
 def make_bot(token: str, *, base_url: str | None = None) -> Bot:
@@ -311,197 +286,6 @@ class TelegramChannel(Channel):
                 except tg_error.TelegramError as exc:
                     # Too old or already answered: the child's spinner has stopped anyway.
                     log.info("telegram: could not answer a button press (%s)", type(exc).__name__)
-
-
-# -- parsing -----------------------------------------------------------------------------------
-
-
-def parse_update(data: Any, *, received_at: dt.datetime | None = None) -> list[Inbound]:
-    """The messages in one Bot API Update (at most one); ``[]`` for updates Stemme ignores.
-
-    Text and media messages and inline-button presses in private chats become an
-    :class:`Inbound`; edited messages, channel posts, group chats and other update kinds are
-    ignored.
-
-    Raises:
-        BadRequest: ``data`` is not an Update (not an object, no integer ``update_id``, or a
-            message/button press without the fields every one has).
-    """
-    if not isinstance(data, dict):
-        raise BadRequest("update is not an object")
-    update_id = data.get("update_id")
-    if not _is_int(update_id):
-        raise BadRequest("update has no update_id")
-    when = received_at or dt.datetime.now(dt.UTC)
-    if "message" in data:
-        return _from_message(data, _obj(data["message"], "message"), when)
-    if "callback_query" in data:
-        return _from_callback(data, _obj(data["callback_query"], "callback_query"), when)
-    return []
-
-
-def _from_message(
-    update: dict[str, Any], message: dict[str, Any], when: dt.datetime
-) -> list[Inbound]:
-    chat_id = _private_chat(message)
-    if chat_id is None:
-        return []
-    message_id = message.get("message_id")
-    if not _is_int(message_id):
-        raise BadRequest("message has no message_id")
-    # Truthiness, not presence: PTB's ``Update.to_dict()`` (the polling path) writes service
-    # flags such as ``group_chat_created: false`` into every message.
-    if "text" in message:
-        kind, text = "text", _str(message["text"], "text")
-    elif any(message.get(k) for k in _SERVICE_KINDS):
-        return []
-    else:
-        kind = next((k for k in _CONTENT_KINDS if message.get(k)), "other")
-        text = _str(message.get("caption", ""), "caption")
-    return [
-        Inbound(
-            channel=NAME,
-            address=str(chat_id),
-            provider_message_id=ProviderMessageId(f"m:{chat_id}:{message_id}"),
-            text=text,
-            received_at=when,
-            raw=_raw(kind, update),
-        )
-    ]
-
-
-def _from_callback(
-    update: dict[str, Any], query: dict[str, Any], when: dt.datetime
-) -> list[Inbound]:
-    query_id = query.get("id")
-    if not isinstance(query_id, str) or not 0 < len(query_id) <= 128:
-        raise BadRequest("callback query has no id")
-    payload = query.get("data")
-    # No data (a game button) or no message (a button under an inline-mode message, which
-    # Stemme never sends): nothing a child said to their caseworker.
-    if payload is None or query.get("message") is None:
-        return []
-    payload = _str(payload, "callback data")
-    message = _obj(query["message"], "callback_query.message")
-    chat_id = _private_chat(message)
-    if chat_id is None:
-        return []
-    return [
-        Inbound(
-            channel=NAME,
-            address=str(chat_id),
-            provider_message_id=ProviderMessageId(f"cb:{query_id}"),
-            text=_button_title(message, payload) or payload,
-            received_at=when,
-            button_payload=payload,
-            raw=_raw("callback_query", update),
-        )
-    ]
-
-
-def _private_chat(message: dict[str, Any]) -> int | None:
-    chat = _obj(message.get("chat"), "chat")
-    chat_id = chat.get("id")
-    if not _is_int(chat_id):
-        raise BadRequest("chat has no id")
-    return chat_id if chat.get("type") == "private" else None
-
-
-def _button_title(message: dict[str, Any], payload: str) -> str | None:
-    """The title of the pressed button, read from the keyboard Telegram echoes back."""
-    markup = message.get("reply_markup")
-    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
-    for row in rows if isinstance(rows, list) else []:
-        for button in row if isinstance(row, list) else []:
-            if isinstance(button, dict) and button.get("callback_data") == payload:
-                title = button.get("text")
-                return title if isinstance(title, str) and title else None
-    return None
-
-
-def _raw(kind: str, update: dict[str, Any]) -> MappingProxyType[str, Any]:
-    return MappingProxyType({"kind": kind, "update_id": update["update_id"], "update": update})
-
-
-def _query_id(inbound: Inbound) -> str:
-    return inbound.provider_message_id.removeprefix("cb:")
-
-
-def _obj(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise BadRequest(f"{what} is not an object")
-    return value
-
-
-def _str(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise BadRequest(f"{what} is not a string")
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# -- sending -----------------------------------------------------------------------------------
-
-
-def inline_keyboard(buttons: Sequence[Button]) -> InlineKeyboardMarkup:
-    """Lay out buttons as an inline keyboard.
-
-    Short titles (a 0-10 scale) go up to six to a row, longer ones two or one, and rows are
-    balanced (0-10 becomes 6 + 5, not 6 + 6 + ... ).
-
-    Raises:
-        ValueError: A payload is not 1-64 bytes of UTF-8 (Telegram's callback_data limit).
-    """
-    for button in buttons:
-        size = len(button.payload.encode("utf-8"))
-        if not 1 <= size <= MAX_CALLBACK_DATA_BYTES:
-            raise ValueError(f"button payload is {size} bytes; Telegram allows 1-64")
-    longest = max((len(b.title) for b in buttons), default=0)
-    per_row_max = 6 if longest <= 4 else 2 if longest <= 14 else 1
-    rows = max(1, math.ceil(len(buttons) / per_row_max))
-    per_row = max(1, math.ceil(len(buttons) / rows))
-    keyboard = [
-        [InlineKeyboardButton(b.title, callback_data=b.payload) for b in buttons[i : i + per_row]]
-        for i in range(0, len(buttons), per_row)
-    ]
-    return InlineKeyboardMarkup(keyboard)
-
-
-def delivery_error(exc: tg_error.TelegramError) -> DeliveryError:
-    """Map a python-telegram-bot error to Stemme's delivery errors (caseworker-readable)."""
-    detail = exc.message.lower()
-    if isinstance(exc, tg_error.RetryAfter):
-        code = "rate_limited"
-        return RateLimited(_REASONS[code], retry_after=_retry_seconds(exc), code=code)
-    if isinstance(exc, tg_error.Forbidden):
-        code = "deactivated" if "deactivated" in detail else "blocked"
-        code = "not_started" if "initiate" in detail else code
-        return PermanentFailure(_REASONS[code], code=code)
-    if isinstance(exc, tg_error.BadRequest):  # before NetworkError: it is a subclass
-        code = "chat_not_found" if "chat not found" in detail else "rejected"
-        return PermanentFailure(_REASONS[code], code=code)
-    # A bad token is not the child's doing and an administrator can fix it: keep the message.
-    code = "invalid_token" if isinstance(exc, tg_error.InvalidToken) else "error"
-    code = "network" if isinstance(exc, tg_error.NetworkError) else code  # TimedOut included
-    return TemporaryFailure(_REASONS[code], code=code)
-
-
-def _retry_seconds(exc: tg_error.RetryAfter) -> float:
-    # PTB 22 warns that retry_after becomes a timedelta; accept either without the warning.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
-
-
-def _chat_id(address: str) -> int:
-    try:
-        return int(address)
-    except ValueError:
-        raise PermanentFailure(_REASONS["bad_address"], code="bad_address") from None
 
 
 # -- I/O helpers -------------------------------------------------------------------------------

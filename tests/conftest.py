@@ -96,6 +96,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         database_url=db_url,
         office_hours="00:00-24:00",
         office_days="1-7",
+        sandbox_port=0,  # the demo's fake providers on free ports, never a fixed one
     )
 
 

@@ -139,7 +139,11 @@ def csrf_from(page: str) -> str:
 
 async def start(tmp_path: Path, **overrides: object) -> InboxHarness:
     # Staffed around the clock unless a test says otherwise: no out-of-hours reply lines.
-    staffed: dict[str, object] = {"office_hours": "00:00-24:00", "office_days": "1-7"}
+    staffed: dict[str, object] = {
+        "office_hours": "00:00-24:00",
+        "office_days": "1-7",
+        "sandbox_port": 0,  # fake providers on free ports, never the demo's fixed one
+    }
     settings = Settings.from_env({}, data_dir=tmp_path, **(staffed | overrides))
     await asyncio.to_thread(upgrade, settings.effective_database_url)
     # No outbox worker: replies stay "queued", which keeps delivery state deterministic.

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.engine.safety import SafetyChecker
+from bot.engine.safety import SafetyChecker, normalise
 from prompts.safety import (
     CATEGORIES,
     DIRECTORY,
@@ -170,7 +170,11 @@ def test_parse_phrase_accepts_or_explains_anything(text: str) -> None:
         assert items
 
 
-WORD = st.text(alphabet="abdeghijklmnorstuvyæøåé", min_size=2, max_size=8)
+# A word that stays a word: "aa" normalises to "a", and the normaliser joins runs of single
+# letters ("a a a a" -> "a", so spelled-out words match), which a phrase of them cannot survive.
+WORD = st.text(alphabet="abdeghijklmnorstuvyæøåé", min_size=2, max_size=8).filter(
+    lambda word: len(normalise(word)) >= 2
+)
 
 
 @settings(max_examples=60, deadline=None)
