@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.engine.checkins import Checkins
+from bot.engine.checkins import CheckinError, Checkins
 from bot.engine.conversation import COPENHAGEN, ConversationBot
 from bot.engine.hooks import Reply
 from bot.errors import NotFound
@@ -145,7 +145,11 @@ class Scheduler:
         caseworker_id: str,
         now: dt.datetime | None = None,
     ) -> dt.datetime | None:
-        """Send a check-in now, or at the first moment outside quiet hours; returns when."""
+        """Send a check-in now, or at the first moment outside quiet hours; returns when.
+
+        Returns None when it could not be sent now: no consented channel, or the child wrote
+        STOP.
+        """
         now = now or utcnow()
         self.checkins.instrument(instrument_id)
         async with self.db.write() as session:
@@ -153,20 +157,27 @@ class Scheduler:
             if case is None:
                 raise NotFound("case")
             when = next_allowed(now, quiet_hours(case))
-            session.add(
-                Schedule(
-                    id=uuid7(),
-                    case_id=case_id,
-                    instrument_id=instrument_id,
-                    next_due_at=when,
-                    created_by=caseworker_id,
-                    created_at=now,
-                )
+            one_off = Schedule(
+                id=uuid7(),
+                case_id=case_id,
+                instrument_id=instrument_id,
+                next_due_at=when,
+                created_by=caseworker_id,
+                created_at=now,
             )
-        if when <= now:
-            await self.tick(now)
-            return now
-        return when
+            session.add(one_off)
+        if when > now:
+            return when
+        await self.tick(now)
+        async with self.db.write() as session:
+            row = await session.get(Schedule, one_off.id)
+            assert row is not None
+            if row.last_sent_at is not None:
+                return now
+            # Nothing could be sent (no channel the child said yes on, or STOP): a one-off
+            # "send now" does not quietly go out tomorrow instead; the caller says so.
+            row.active, row.next_due_at = False, None
+        return None
 
     async def add_schedule(
         self,
@@ -206,8 +217,12 @@ class Scheduler:
 
     async def _run_schedule(self, schedule_id: str, now: dt.datetime) -> int:
         async with self.db.write() as session:
-            schedule = await session.get(Schedule, schedule_id)
-            if schedule is None or not schedule.active:
+            # Locked and checked again: another process may have run it since our due list
+            # was read (PostgreSQL; SQLite's single writer needs no lock).
+            schedule = await session.get(Schedule, schedule_id, with_for_update=True)
+            if schedule is None or not schedule.active or schedule.next_due_at is None:
+                return 0
+            if schedule.next_due_at > now:
                 return 0
             case = await session.get(Case, schedule.case_id)
             state = await session.get(ConversationState, schedule.case_id)
@@ -226,16 +241,22 @@ class Scheduler:
                 return 0
             key = await self.keys.case_key(session, case.id)
             band = age_band(age_on(case.child_birth_date, now.astimezone(COPENHAGEN).date()))
-            replies = await self.checkins.start(
-                session,
-                key,
-                case=case,
-                state=state,
-                instrument_id=schedule.instrument_id,
-                band=band,
-                buttons=self.checkins.buttons_on(identity.channel),
-                now=now,
-            )
+            try:
+                replies = await self.checkins.start(
+                    session,
+                    key,
+                    case=case,
+                    state=state,
+                    instrument_id=schedule.instrument_id,
+                    band=band,
+                    buttons=self.checkins.buttons_on(identity.channel),
+                    now=now,
+                )
+            except CheckinError as exc:
+                # E.g. a goals check-in before any goals were written: stop, don't retry forever.
+                log.warning("schedule %s switched off: %s", schedule.id, exc)
+                schedule.active, schedule.next_due_at = False, None
+                return 0
             await self._queue(session, case, identity, replies)
             schedule.last_sent_at = now
             if schedule.every_days is None and schedule.meeting_at is None:
@@ -257,7 +278,7 @@ class Scheduler:
 
     async def _expire(self, checkin_id: str, now: dt.datetime) -> None:
         async with self.db.write() as session:
-            row = await session.get(Checkin, checkin_id)
+            row = await session.get(Checkin, checkin_id, with_for_update=True)
             if row is None or row.status != "asking":
                 return
             if now - row.started_at < self.checkins.expires_after:
@@ -273,7 +294,7 @@ class Scheduler:
     async def _rights(self, case_id: str, now: dt.datetime) -> int:
         today = now.astimezone(COPENHAGEN).date()
         async with self.db.write() as session:
-            case = await session.get(Case, case_id)
+            case = await session.get(Case, case_id, with_for_update=True)  # as in _run_schedule
             state = await session.get(ConversationState, case_id)
             if case is None or state is None or case.rights_checked_on == today:
                 return 0

@@ -83,6 +83,9 @@ class Checkins:
         """Open a check-in for the child and return its first prompts."""
         now = now or utcnow()
         instrument = self.instrument(instrument_id)
+        goals = tuple(await self.goals(session, key, case))
+        if not goals and any(item.per_goal for item in instrument.items):
+            raise CheckinError(f"{instrument.id!r} needs the child's goals, and there are none")
         if state.active_checkin_id is not None:
             await self.abandon(session, key, case=case, state=state, now=now)
         step = machine.start(
@@ -90,7 +93,7 @@ class Checkins:
             language=case.language,
             age_band=band,
             now=now,
-            goals=tuple(await self.goals(session, key, case)),
+            goals=goals,
             expires_after=self.expires_after,
             buttons=buttons,
             texts=self.texts,

@@ -207,12 +207,16 @@ class ConversationBot:
             key = "reply" if self.in_office_hours(turn.now) else "reply_out_of_hours"
             replies.append(Reply(self.text(turn, f"safety.{key}.{band}")))
         for signal in assessment.legal_signals:
-            if state.timer_due_at is None:
+            if state.timer_due_at is None or state.timer_due_at <= turn.now:
+                # A running timer keeps its deadline; one that has run out starts again.
                 state.timer_due_at, state.timer_reason = turn.now + LEGAL_TIMER, signal
             if signal == "§48-request":
                 replies.append(Reply(self.text(turn, "safety.section48")))
-        if not assessment.risk and state.urgent_since is None:
-            # A legal signal without risk still goes to the top of the queue.
+        if not assessment.risk and (
+            state.urgent_since is None or state.acknowledged_at is not None
+        ):
+            # A legal signal without risk still goes to the top of the queue, again after an
+            # earlier flag was acknowledged.
             state.urgent_since, state.acknowledged_at = turn.now, None
             state.urgent_reasons = ",".join(assessment.legal_signals)[:200]
         return replies

@@ -62,6 +62,32 @@ class Translator:
         """A short local date and time, e.g. ``03.02.2025 14:05``."""
         return moment.astimezone(LOCAL_ZONE).strftime("%d.%m.%Y %H:%M")
 
+    def date(self, moment: dt.datetime) -> str:
+        """A local date, e.g. ``03.02.2025``."""
+        return moment.astimezone(LOCAL_ZONE).strftime("%d.%m.%Y")
+
+    def known(self, key: str) -> bool:
+        return key in self.table
+
+    def channel(self, name: str) -> str:
+        """A channel's name in plain words ("SMS", "Webchat"); unknown names as they are."""
+        key = f"channel.{name}"
+        return self.t(key) if key in self.table else name
+
+    def reasons(self, names: str | None) -> list[str]:
+        """Safety categories and legal signals ("self_harm,§48-request") in plain words.
+
+        The names come from the safety lexicon, never from a child's message, so an unknown
+        one is shown as it is rather than hidden.
+        """
+        labels = []
+        for name in (names or "").split(","):
+            name = name.strip()
+            if name:
+                key = f"reason.{name}"
+                labels.append(self.t(key) if key in self.table else name)
+        return labels
+
     def unread(self, count: int) -> str:
         """The unread badge: "Ingen ulæste", "1 ulæst", "3 ulæste"."""
         if count <= 0:

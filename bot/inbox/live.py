@@ -6,10 +6,11 @@ Client → server:
         ones. Answered by ``{"type": "watching", "case_id": …, "after": <last seq sent>}``.
     ``{"type": "watch_queue"}``  the caseworker's queue; answered by
         ``{"type": "watching_queue"}``, then one
-        ``{"type": "queue_changed", "case_id", "unread", "unread_label", "last_activity_label"}``
-        per change of a case's unread count or last activity.
-Server → client: ``message`` and ``status`` events (see :class:`transcript.MessageView`), and
-``{"type": "error", "error": "forbidden" | "bad_request"}``.
+        ``{"type": "queue_changed", "case_id", "unread", "unread_label", "last_activity_label",
+        "urgent", "urgent_label"}`` per change of a case's unread count, last activity or flag.
+Server → client: ``message`` and ``status`` events (see :class:`transcript.MessageView`),
+``{"type": "flag", "case_id", "flagged"}`` when a watched case's urgent flag changes (e.g. a
+colleague's tab acknowledged it), and ``{"type": "error", "error": "forbidden" | "bad_request"}``.
 
 Hub events carry ids only; every event is loaded from the database and re-authorised (session
 still valid, case still yours) before anything is sent. A session that ends closes the socket
@@ -163,6 +164,8 @@ class LiveConnection:
                         return
                 elif event.get("type") == "status" and isinstance(event.get("message_id"), str):
                     await self._send_status(case_id, event["message_id"])
+                elif event.get("type") == "flag":
+                    await self._send_flag(case_id)
                 if self.ws.closed:
                     return
 
@@ -207,6 +210,13 @@ class LiveConnection:
         for view in views:
             await self._send(view.as_status())
 
+    async def _send_flag(self, case_id: str) -> None:
+        async with self.db.read() as session:
+            if await self._own_case(session, case_id) is None:
+                return
+            found = await transcript.urgency(session, case_id)
+        await self._send({"type": "flag", "case_id": case_id, "flagged": found.flagged})
+
     async def _follow_queue(self) -> None:
         async with self.db.read() as session:
             rows = await transcript.queue(session, self.keys, self.login.caseworker_id)
@@ -219,13 +229,17 @@ class LiveConnection:
                 if event is None:
                     return
                 case_id = event.get("case_id")
-                # New messages and read marks change a badge; delivery states do not.
-                if event.get("type") not in ("message", "read") or not isinstance(case_id, str):
+                # New messages, read marks and flags change a badge; delivery states do not.
+                kind = event.get("type")
+                if kind not in ("message", "read", "flag") or not isinstance(case_id, str):
                     continue
                 async with self.db.read() as session:
                     if await self._own_case(session, case_id) is None:
                         continue
                     unread, last = await transcript.activity(session, case_id)
+                    found = await transcript.urgency(session, case_id)
+                reasons = ", ".join(self.tr.reasons(found.all_reasons))
+                urgent_label = self.tr.t("queue.urgent") + (f": {reasons}" if reasons else "")
                 await self._send(
                     {
                         "type": "queue_changed",
@@ -233,6 +247,8 @@ class LiveConnection:
                         "unread": unread,
                         "unread_label": self.tr.unread(unread),
                         "last_activity_label": self.tr.time(last) if last else None,
+                        "urgent": found.urgent,
+                        "urgent_label": urgent_label,
                     }
                 )
 

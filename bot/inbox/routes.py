@@ -6,6 +6,8 @@ Routes:
     GET  /inbox/                             my cases, unread first
     GET  /inbox/cases/{case_id}              a conversation (audited; marks the child's read)
     POST /inbox/cases/{case_id}/reply        reply to the child (form, or JSON for the page's JS)
+    POST /inbox/cases/{case_id}/…            acknowledge, check-ins, words used, invite
+                                             (see :mod:`bot.inbox.case_actions`)
     GET  /inbox/ws                           live updates (see :mod:`bot.inbox.live`)
     GET  /inbox/static/…                     CSS and JS (scripts are only ever loaded from here)
 
@@ -19,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import appkeys
-from bot.inbox import auth, live, views
+from bot.inbox import auth, case_actions, live, views
 from bot.inbox.context import INBOX, build
 from bot.inbox.security import inbox_headers
 
@@ -37,6 +39,12 @@ def setup_inbox(app: web.Application) -> None:
     inbox.router.add_get("/", views.queue_page)
     inbox.router.add_get("/cases/{case_id}", views.conversation_page)
     inbox.router.add_post("/cases/{case_id}/reply", views.reply)
+    inbox.router.add_post("/cases/{case_id}/acknowledge", case_actions.acknowledge)
+    inbox.router.add_post("/cases/{case_id}/checkins/send", case_actions.checkin_send)
+    inbox.router.add_post("/cases/{case_id}/checkins/schedule", case_actions.checkin_schedule)
+    inbox.router.add_post("/cases/{case_id}/checkins/rating", case_actions.checkin_rating)
+    inbox.router.add_post("/cases/{case_id}/words-used", case_actions.words_used)
+    inbox.router.add_post("/cases/{case_id}/invite", case_actions.invite)
     inbox.router.add_get("/ws", live.websocket)
     inbox.router.add_static("/static/", STATIC, append_version=False)
     inbox.on_shutdown.append(live.close_all)

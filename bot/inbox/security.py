@@ -89,6 +89,15 @@ def content_security_policy(nonce: str) -> str:
     )
 
 
+def allows_data_images() -> bool:
+    """Whether the policy lets a page show ``data:`` images (an inline QR code PNG)."""
+    for directive in content_security_policy("n").split(";"):
+        name, _, sources = directive.strip().partition(" ")
+        if name == "img-src":
+            return "data:" in sources.split()
+    return False
+
+
 def csp_nonce(request: web.Request) -> str:
     return request[CSP_NONCE]
 

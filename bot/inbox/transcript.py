@@ -19,7 +19,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.inbox.i18n import Translator
 from bot.keys import KeyService
 from bot.router import BODY, MESSAGE_TABLE
-from bot.storage.models import Author, Case, Caseworker, Direction, Message, utcnow
+from bot.storage.models import (
+    Author,
+    Case,
+    Caseworker,
+    ConversationState,
+    Direction,
+    Message,
+    utcnow,
+)
 
 CASE_TABLE = "child_case"
 CHILD_NAME = "child_name"
@@ -76,6 +84,47 @@ class QueueRow:
     unread: int
     last_activity: dt.datetime | None
     closed: bool
+    urgent: bool = False
+    urgent_reasons: str | None = None
+    timer_due_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Urgency:
+    """What puts a case at the top: an unacknowledged urgent flag or a running legal timer."""
+
+    flagged: bool
+    reasons: str | None
+    timer_due_at: dt.datetime | None
+    timer_reason: str | None
+
+    @property
+    def urgent(self) -> bool:
+        return self.flagged or self.timer_due_at is not None
+
+    @property
+    def all_reasons(self) -> str | None:
+        """The flag's categories and the timer's legal signal, each once, comma-separated."""
+        names = [*(self.reasons or "").split(","), self.timer_reason or ""]
+        unique = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+        return ",".join(unique) or None
+
+    @classmethod
+    def of(cls, state: ConversationState | None, now: dt.datetime) -> Urgency:
+        if state is None:
+            return cls(False, None, None, None)
+        flagged = state.urgent_since is not None and state.acknowledged_at is None
+        running = state.timer_due_at is not None and state.timer_due_at > now
+        return cls(
+            flagged=flagged,
+            reasons=state.urgent_reasons if flagged else None,
+            timer_due_at=state.timer_due_at if running else None,
+            timer_reason=state.timer_reason if running else None,
+        )
+
+
+async def urgency(session: AsyncSession, case_id: str) -> Urgency:
+    return Urgency.of(await session.get(ConversationState, case_id), utcnow())
 
 
 async def own_case(session: AsyncSession, case_id: str, caseworker_id: str) -> Case | None:
@@ -100,15 +149,19 @@ def _unread() -> Any:
 
 
 async def queue(session: AsyncSession, keys: KeyService, caseworker_id: str) -> list[QueueRow]:
-    """The caseworker's cases: unread first, then the most recently active."""
+    """The caseworker's cases: urgent first, then unread, then the most recently active."""
     query = (
         select(Case, _unread().label("unread"), func.max(Message.created_at).label("last"))
         .outerjoin(Message, col(Message.case_id) == col(Case.id))
         .where(Case.caseworker_id == caseworker_id)
         .group_by(col(Case.id))
     )
+    found = (await session.execute(query)).all()
+    states = await _states(session, [case.id for case, _, _ in found])
+    now = utcnow()
     rows: list[QueueRow] = []
-    for case, unread, last in (await session.execute(query)).all():
+    for case, unread, last in found:
+        urgent = Urgency.of(states.get(case.id), now)
         rows.append(
             QueueRow(
                 case_id=case.id,
@@ -117,10 +170,22 @@ async def queue(session: AsyncSession, keys: KeyService, caseworker_id: str) -> 
                 unread=int(unread),
                 last_activity=last,
                 closed=case.closed_at is not None,
+                urgent=urgent.urgent,
+                urgent_reasons=urgent.all_reasons,
+                timer_due_at=urgent.timer_due_at,
             )
         )
-    rows.sort(key=lambda r: (r.unread == 0, -(r.last_activity or _EPOCH).timestamp()))
+    rows.sort(
+        key=lambda r: (not r.urgent, r.unread == 0, -(r.last_activity or _EPOCH).timestamp())
+    )
     return rows
+
+
+async def _states(session: AsyncSession, case_ids: list[str]) -> dict[str, ConversationState]:
+    if not case_ids:
+        return {}
+    query = select(ConversationState).where(col(ConversationState.case_id).in_(case_ids))
+    return {state.case_id: state for state in (await session.exec(query)).all()}
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -1,22 +1,46 @@
 """The caseworker's pages: the case queue, a conversation, and replying to the child.
 
 A case that is not yours answers 404, exactly like one that does not exist, so the inbox never
-confirms that a case id is real. Every view of a transcript is audited.
+confirms that a case id is real. Every view of a transcript is audited. The actions around a
+conversation (acknowledge, check-ins, "words used", invitations) are in
+:mod:`bot.inbox.case_actions`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from aiohttp import web
 
 from bot import appkeys, audit
-from bot.errors import NotFound
-from bot.inbox import transcript
+from bot.engine.conversation import first_name
+from bot.errors import NotFound, ReplyWindowClosed
+from bot.inbox import checkin_panel, panels, transcript
 from bot.inbox.auth import form_field, login_required, see_other, wants_json
 from bot.inbox.context import error_page, render, translator
+from bot.inbox.i18n import Translator
 from bot.inbox.sessions import Login
+from bot.router import last_inbound_identity_id
+from bot.scheduler import child_identity
+from bot.storage.models import ChannelIdentity, ConversationState
 
 MAX_REPLY = 4000
+MAX_SUMMARY = 1000
 TRANSCRIPT_READ = "transcript.read"
+# What a successful action may tell the page after its redirect (``?done=…``).
+NOTICES = frozenset(
+    {"acknowledged", "checkin_sent", "checkin_later", "scheduled", "rated", "words_sent"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PageState:
+    """What a refused form hands back to the page: messages and drafts per section."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    drafts: dict[str, str] = field(default_factory=dict)
+    reply_only: list[str] | None = None  # the reply window closed: offer only these channels
+    status: int = 200
 
 
 @login_required
@@ -25,27 +49,33 @@ async def queue_page(request: web.Request, login: Login) -> web.StreamResponse:
     async with request.config_dict[appkeys.DB].read() as session:
         rows = await transcript.queue(session, keys, login.caseworker_id)
     tr = translator(request, login)
-    return render(request, "queue.html", login=login, rows=rows, time=tr.time, unread=tr.unread)
+    return render(
+        request,
+        "queue.html",
+        login=login,
+        rows=rows,
+        time=tr.time,
+        unread=tr.unread,
+        reasons=tr.reasons,
+    )
 
 
 @login_required
 async def conversation_page(request: web.Request, login: Login) -> web.StreamResponse:
-    return await _conversation(request, login)
+    return await conversation(request, login)
 
 
-async def _conversation(
-    request: web.Request,
-    login: Login,
-    *,
-    error: str | None = None,
-    draft: str = "",
-    status: int = 200,
+async def conversation(
+    request: web.Request, login: Login, page: PageState | None = None
 ) -> web.StreamResponse:
+    """The conversation with everything around it; ``page`` carries a refused form back."""
+    page = page or PageState()
     case_id = request.match_info["case_id"]
-    keys = request.config_dict[appkeys.KEYS]
+    config = request.config_dict
+    keys = config[appkeys.KEYS]
     tr = translator(request, login)
     # One write transaction: the audit event, the read marks and what is shown go together.
-    async with request.config_dict[appkeys.DB].write() as session:
+    async with config[appkeys.DB].write() as session:
         case = await transcript.own_case(session, case_id, login.caseworker_id)
         if case is None:
             return error_page(request, login=login, status=404)
@@ -59,21 +89,62 @@ async def _conversation(
         marked = await transcript.mark_read(session, case.id)
         name = await transcript.child_name(session, keys, case)
         lines = await transcript.messages(session, keys, case, tr)
+        state = await session.get(ConversationState, case.id)
+        rows = await panels.identities(session, case.id)
+        last_in = await last_inbound_identity_id(session, case.id)
+        reachable = await child_identity(session, case.id) is not None
+        key = await keys.case_key(session, case.id)
+        checkins = await checkin_panel.load(session, key, config[appkeys.CHECKINS], case, tr)
     if marked:
         _publish_read(request, case.id)
+    choices = panels.reply_choices(rows, tr, only=page.reply_only)
+    done = request.query.get("done", "")
     return render(
         request,
         "conversation.html",
         login=login,
-        status=status,
+        status=page.status,
         case=case,
         child_name=name,
         lines=lines,
         last_seq=lines[-1].seq if lines else 0,
-        error=error,
-        draft=draft,
+        errors=page.errors,
+        drafts=page.drafts,
         max_reply=MAX_REPLY,
+        max_summary=MAX_SUMMARY,
+        notice=tr.t(f"notice.{done}") if done in NOTICES else None,
+        urgent=panels.urgent_view(state, tr),
+        channels=panels.channel_views(rows, config[appkeys.SETTINGS], tr),
+        reply_choices=choices,
+        reply_default=(
+            None if page.reply_only is not None else _default_channel(rows, last_in, tr)
+        ),
+        show_reply_channel=page.reply_only is not None or len(choices) > 1,
+        checkins=checkins,
+        reachable=reachable,
+        paused=bool(state and state.bot_paused),
+        invitation_hours=config[appkeys.SETTINGS].invitation_hours,
+        words_preview=config[appkeys.TEXTS].get(
+            case.language,
+            "consent.feedback",
+            caseworker=first_name(login.display_name) or login.display_name,
+            summary="…",
+        ),
+        invite_channels=[
+            panels.Choice(c, tr.channel(c))
+            for c in panels.invitable_channels(config[appkeys.SETTINGS])
+        ],
     )
+
+
+def _default_channel(
+    rows: list[ChannelIdentity], last_in: str | None, tr: Translator
+) -> str | None:
+    """The label of the default reply choice: the channel the child wrote from last."""
+    for row in rows:
+        if row.id == last_in and row.status == "active":
+            return tr.t("reply.channel_default", channel=tr.channel(row.channel))
+    return tr.t("reply.channel_default_none")
 
 
 def _publish_read(request: web.Request, case_id: str) -> None:
@@ -86,20 +157,39 @@ def _publish_read(request: web.Request, case_id: str) -> None:
 @login_required
 async def reply(request: web.Request, login: Login) -> web.StreamResponse:
     case_id = request.match_info["case_id"]
-    text = form_field(await request.post(), "text")
+    form = await request.post()
+    text = form_field(form, "text")
+    identity_id = form_field(form, "identity_id").strip() or None
+    tr = translator(request, login)
     async with request.config_dict[appkeys.DB].read() as session:
         case = await transcript.own_case(session, case_id, login.caseworker_id)
+        identity = None
+        if case is not None and identity_id is not None:
+            identity = await session.get(ChannelIdentity, identity_id)
     if case is None:
         if wants_json(request):
             return web.json_response({"error": "not_found"}, status=404)
         return error_page(request, login=login, status=404)
 
     problem = _problem(text)
+    if problem is None and identity_id is not None and not _usable(identity, case.id):
+        problem = "bad_channel"
+    message: str | None = None
+    closed: ReplyWindowClosed | None = None
     if problem is None:
+        router = request.config_dict[appkeys.ROUTER]
         try:
-            stored = await request.config_dict[appkeys.ROUTER].reply(
-                case_id=case.id, caseworker_id=login.caseworker_id, text=text.strip()
+            stored = await router.reply(
+                case_id=case.id,
+                caseworker_id=login.caseworker_id,
+                text=text.strip(),
+                identity_id=identity_id,
             )
+        except ReplyWindowClosed as exc:
+            problem, closed = "window_closed", exc
+            capabilities = router.capabilities.get(exc.channel)
+            hours = panels.window_hours(capabilities.reply_window if capabilities else None)
+            message = _window_message(tr, exc, hours)
         except NotFound:
             # The case is ours (checked above), so what is missing is a channel to the child.
             problem = "unreachable"
@@ -108,11 +198,37 @@ async def reply(request: web.Request, login: Login) -> web.StreamResponse:
                 return web.json_response({"message_id": stored.message_id, "seq": stored.seq})
             return see_other(f"/inbox/cases/{case.id}")
 
-    message = translator(request, login).t(f"case.error.{problem}")
-    status = 409 if problem == "unreachable" else 400
+    message = message or tr.t(f"case.error.{problem}")
+    status = 409 if problem in ("unreachable", "window_closed") else 400
+    only = [i for i, _ in closed.alternatives] if closed is not None else None
     if wants_json(request):
-        return web.json_response({"error": problem, "message": message}, status=status)
-    return await _conversation(request, login, error=message, draft=text, status=status)
+        body: dict[str, object] = {"error": problem, "message": message}
+        if only is not None:
+            async with request.config_dict[appkeys.DB].read() as session:
+                rows = await panels.identities(session, case.id)
+            body["alternatives"] = [
+                {"identity_id": c.value, "label": c.label}
+                for c in panels.reply_choices(rows, tr, only=only)
+            ]
+        return web.json_response(body, status=status)
+    state = PageState(
+        errors={"reply": message}, drafts={"reply": text}, reply_only=only, status=status
+    )
+    return await conversation(request, login, state)
+
+
+def _usable(identity: ChannelIdentity | None, case_id: str) -> bool:
+    return identity is not None and identity.case_id == case_id and identity.status == "active"
+
+
+def _window_message(tr: Translator, closed: ReplyWindowClosed, hours: int) -> str:
+    channel = tr.channel(closed.channel)
+    if closed.last_inbound_at is None:
+        why = tr.t("reply.window_never", channel=channel)
+    else:
+        why = tr.t("reply.window_closed", channel=channel, hours=hours)
+    more = "reply.window_alternative" if closed.alternatives else "reply.window_no_alternative"
+    return f"{why} {tr.t(more)}"
 
 
 def _problem(text: str) -> str | None:

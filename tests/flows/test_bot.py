@@ -426,3 +426,62 @@ async def test_wrong_codes_are_limited_per_sender_and_reveal_nothing(stack: Stac
     assert len(identities) == 1  # only the owner's phone
     # Nothing the guesser sent reached the case.
     assert {m.identity_id for m in await stack.messages(case_id)} == {identities[0].id}
+
+
+async def test_send_now_says_when_nothing_could_be_sent(stack: Stack) -> None:
+    case_id = await stack.case()  # invited nowhere yet: no channel the child said yes on
+    assert await send_checkin(stack, case_id, now=midday()) is None
+    from bot.storage.models import Schedule
+
+    async with stack.db.read() as session:
+        rows = (await session.exec(select(Schedule))).all()
+    assert [(r.active, r.next_due_at) for r in rows] == [(False, None)]  # not "tomorrow, quietly"
+
+
+async def test_a_goals_checkin_without_goals_is_switched_off_not_retried(stack: Stack) -> None:
+    case_id = await stack.case()
+    phone = stack.phone("sms")
+    await stack.enrol(case_id, phone, "sms")
+    scheduler = stack.app[appkeys.SCHEDULER]
+    row = await scheduler.add_schedule(
+        case_id=case_id,
+        instrument_id="goals",
+        caseworker_id=await worker_id(stack),
+        every_days=7,
+        now=midday(),
+    )
+    assert row.next_due_at is not None
+    assert await scheduler.tick(row.next_due_at) == 0
+    from bot.storage.models import Schedule
+
+    async with stack.db.read() as session:
+        after = await session.get(Schedule, row.id)
+    assert after is not None and not after.active and after.next_due_at is None
+    await phone.nothing_new()
+
+
+async def test_a_legal_signal_after_an_acknowledged_one_flags_the_case_again(stack: Stack) -> None:
+    case_id = await stack.case()
+    phone = stack.phone("sms")
+    await stack.enrol(case_id, phone, "sms")
+
+    assert await phone.write("kan jeg bo et andet sted") == 200
+    await phone.read_one()
+    async with stack.db.write() as session:
+        state = await session.get(ConversationState, case_id)
+        assert state is not None and state.urgent_since is not None
+        assert state.timer_reason == "§48-request" and state.timer_due_at is not None
+        first_due = state.timer_due_at
+        # Days later: the caseworker acknowledged, and the 24 hours ran out.
+        state.acknowledged_at = state.urgent_since
+        state.timer_due_at = state.timer_due_at - dt.timedelta(hours=25)
+
+    assert await phone.write("jeg vil ikke bo hjemme mere") == 200
+    await phone.read_one()
+    async with stack.db.read() as session:
+        state = await session.get(ConversationState, case_id)
+    assert state is not None
+    assert state.acknowledged_at is None  # at the top of the queue again
+    assert state.timer_due_at is not None and state.timer_due_at > first_due - dt.timedelta(
+        hours=1
+    )

@@ -105,7 +105,38 @@
     }
     var last = row.querySelector('[data-role="last"]');
     if (last && change.last_activity_label) { last.textContent = String(change.last_activity_label); }
-    if (unread > 0) { row.parentNode.insertBefore(row, row.parentNode.firstChild); }
+    var urgent = change.urgent === true;
+    row.dataset.urgent = urgent ? "1" : "0";
+    row.classList.toggle("is-urgent", urgent);
+    var flag = row.querySelector('[data-role="urgent"]');
+    if (flag) {
+      flag.hidden = !urgent;
+      if (change.urgent_label) { flag.textContent = String(change.urgent_label); }
+    }
+    var body = row.parentNode;
+    if (urgent) {
+      body.insertBefore(row, body.firstChild);
+    } else if (unread > 0) {
+      // Unread cases come right after the urgent ones.
+      var after = body.firstChild;
+      while (after && (after === row || (after.dataset && after.dataset.urgent === "1"))) {
+        after = after.nextSibling;
+      }
+      body.insertBefore(row, after);
+    }
+  }
+
+  // -- the urgent banner ---------------------------------------------------------------------
+
+  function updateFlag(change) {
+    if (change.flagged) { return; } // a new flag comes with a message; the page shows it on reload
+    var form = document.getElementById("urgent-ack");
+    var line = document.getElementById("urgent-live");
+    if (form) { form.hidden = true; }
+    if (line) {
+      line.textContent = line.dataset.acknowledged || "";
+      line.hidden = false;
+    }
   }
 
   // -- the connection ------------------------------------------------------------------------
@@ -115,6 +146,7 @@
     if (transcript && data.case_id === caseId) {
       if (data.type === "message") { insertMessage(data); }
       else if (data.type === "status") { updateStatus(data); }
+      else if (data.type === "flag") { updateFlag(data); }
     } else if (queue && data.type === "queue_changed") {
       updateQueue(data);
     }
@@ -162,6 +194,21 @@
       errorLine.hidden = !text;
     }
 
+    function offerChannels(alternatives) {
+      // The reply window closed: let the caseworker pick another of the child's channels.
+      var wrap = document.getElementById("reply-channel-wrap");
+      var select = document.getElementById("reply-channel");
+      if (!wrap || !select || !Array.isArray(alternatives)) { return; }
+      while (select.firstChild) { select.removeChild(select.firstChild); }
+      alternatives.forEach(function (alt) {
+        var option = el("option", null, alt.label);
+        option.value = String(alt.identity_id);
+        select.appendChild(option);
+      });
+      select.disabled = alternatives.length === 0;
+      wrap.hidden = alternatives.length === 0;
+    }
+
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       button.disabled = true;
@@ -179,6 +226,7 @@
             showError("");
           } else {
             showError(body && body.message ? body.message : form.dataset.failed);
+            if (body && body.alternatives) { offerChannels(body.alternatives); }
           }
         });
       }).catch(function () {
