@@ -9,6 +9,9 @@ stemme case invite REF [--channels sms,webchat] [--qr DIR]   enrolment code, lin
 stemme phone --channel sms|telegram|messenger [--from ADDRESS]   text the demo as a child
 stemme safety check              JSON verdict per stdin line (for tuning the lexicon)
 stemme keys generate             print a new keyring for STEMME_KEY_FILE
+stemme check-config [--processes N]   what is missing or insecure; the webhook URLs to paste
+stemme backup DEST               the database (never the keys) into the new directory DEST
+stemme restore SRC [--force]     a backup into the configured database
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ from bot.engine.enrolment import Enrolment, NewInvitation
 from bot.engine.safety import SafetyChecker, check_lines
 from bot.errors import NotFound
 from bot.keys import KeyService, load_keyring
+from bot.ops import backup as ops_backup
+from bot.ops.check_config import check
+from bot.ops.config_report import exit_status, report
+from bot.ops.errors import OpsError
+from bot.ops.facts import gather_facts
 from bot.phone import DEFAULT_ADDRESSES, run_phone
 from bot.settings import ConfigError, Settings
 from bot.storage.db import Database
@@ -60,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     try:
-        settings = Settings.from_env()
-        logging.getLogger().setLevel(settings.log_level.upper())
+        # check-config reports every problem itself instead of stopping at the first.
+        settings = Settings.from_env(validate=getattr(args, "validate_settings", True))
+        if settings.log_level.upper() in logging.getLevelNamesMapping():  # else check-config says
+            logging.getLogger().setLevel(settings.log_level.upper())
         result: int = args.func(settings, args)
         return result
     except ConfigError as exc:
@@ -131,6 +141,24 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("generate", help="print a new keyring (JSON)").set_defaults(
         func=cmd_keys_generate
     )
+
+    check_config = sub.add_parser(
+        "check-config", help="what is missing or insecure, and the webhook URLs (exit 1: fix)"
+    )
+    check_config.add_argument(
+        "--processes", type=int, default=1, help="how many Stemme processes share the database"
+    )
+    check_config.set_defaults(func=cmd_check_config, validate_settings=False)
+
+    backup = sub.add_parser("backup", help="back up the database (never the keys) into DEST")
+    backup.add_argument("dest", type=Path, help="a new directory")
+    backup.add_argument("--pg-bindir", type=Path, help="where pg_dump is (PostgreSQL)")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="restore a backup into the configured database")
+    restore.add_argument("src", type=Path, help="a directory written by `stemme backup`")
+    restore.add_argument("--force", action="store_true", help="replace an existing database")
+    restore.add_argument("--pg-bindir", type=Path, help="where pg_restore is (PostgreSQL)")
+    restore.set_defaults(func=cmd_restore)
     return parser
 
 
@@ -324,6 +352,35 @@ def cmd_case_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_keys_generate(settings: Settings, args: argparse.Namespace) -> int:
     print(Keyring.generate().to_json())
+    return 0
+
+
+def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    facts = asyncio.run(gather_facts(settings, demo_username=DEMO_USER, processes=args.processes))
+    findings = check(settings, facts)
+    print(report(settings, findings), end="")
+    return exit_status(findings)
+
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        outcome = asyncio.run(ops_backup.backup(settings, args.dest, pg_bindir=args.pg_bindir))
+    except OpsError as exc:
+        print(f"stemme: backup failed: {exc}", file=sys.stderr)
+        return 1
+    print(ops_backup.summary(outcome, "Backup written to"))
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        outcome = asyncio.run(
+            ops_backup.restore(settings, args.src, force=args.force, pg_bindir=args.pg_bindir)
+        )
+    except OpsError as exc:
+        print(f"stemme: restore refused: {exc}", file=sys.stderr)
+        return 1
+    print(ops_backup.summary(outcome, "Restored from"))
     return 0
 
 

@@ -41,7 +41,7 @@ def load_keyring(settings: Settings, *, create: bool = False) -> Keyring:
         return Keyring.load(path)
     if create and not settings.production:
         keyring = Keyring.generate()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         keyring.save(path)
         return keyring
     raise ConfigError(

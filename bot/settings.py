@@ -147,8 +147,17 @@ class Settings:
     # -- construction -----------------------------------------------------------------------
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        validate: bool = True,
+        **overrides: object,
+    ) -> Settings:
         """Read ``STEMME_*`` variables (default: the process environment) and validate.
+
+        ``validate=False`` only reads the values, for ``stemme check-config``, which reports
+        every problem of a configuration instead of stopping at the first.
 
         Raises:
             ConfigError: a value is malformed, or production mode lacks what it needs.
@@ -166,7 +175,8 @@ class Settings:
             host = values.get("host", defaults["host"])
             values["public_base_url"] = f"http://{host}:{values.get('port', defaults['port'])}"
         settings = cls(**values)  # type: ignore[arg-type]
-        settings.validate()
+        if validate:
+            settings.validate()
         return settings
 
     def validate(self) -> None:
@@ -187,6 +197,8 @@ class Settings:
             raise ConfigError("STEMME_OFFICE_DAYS must look like 1-5 (1 is Monday).")
         if self.default_language not in ("da", "en"):
             raise ConfigError("STEMME_DEFAULT_LANGUAGE must be 'da' or 'en'.")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError("STEMME_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
         url = urlsplit(self.public_base_url)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ConfigError(

@@ -3,6 +3,8 @@
 #   chromium           headless browser for the end-to-end tests
 #   postgresql         server binaries for the throwaway test databases (tests/support/pgserver.py)
 #   fonts-dejavu-core  chromium renders screenshots with blank boxes if there is no font at all
+#   systemd            systemd-analyze, which checks deploy/stemme.service (tests/deploy)
+#   caddy              `caddy adapt`, which checks deploy/Caddyfile (tests/deploy)
 # Idempotent; `make test` runs it. Works as root, or as a user with sudo.
 set -euo pipefail
 
@@ -25,11 +27,13 @@ have() {
             # dpkg -s also succeeds for removed-but-not-purged packages; check the status.
             [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == *"ok installed" ]]
             ;;
+        systemd) [[ -x /usr/bin/systemd-analyze ]] ;;
+        caddy) command -v caddy >/dev/null ;;
         *) return 1 ;;
     esac
 }
 
-packages=(chromium postgresql fonts-dejavu-core)
+packages=(chromium postgresql fonts-dejavu-core systemd caddy)
 missing=()
 for pkg in "${packages[@]}"; do
     if have "$pkg"; then

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
@@ -24,10 +26,25 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            # Foreign keys were off while migrating (see _run_async): check, or roll back.
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise RuntimeError(f"migration left rows without their parents: {broken[:5]}")
 
 
 async def _run_async(url: str) -> None:
     db = Database(url)
+    if db.is_sqlite:
+        # Batch migrations rebuild a table by copying it and dropping the old one; with foreign
+        # keys enforced, dropping a table that other rows point at fails. Off while migrating
+        # (the pragma is ignored inside a transaction, hence on connect), checked in _run.
+        @event.listens_for(db.engine.sync_engine, "connect")
+        def _foreign_keys_off(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA foreign_keys=OFF")
+            cursor.close()
+
     try:
         async with db.engine.connect() as conn:
             await conn.run_sync(_run)

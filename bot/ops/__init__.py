@@ -1,0 +1,1 @@
+"""Operating Stemme on a municipality's servers: configuration check, backup and restore."""
