@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install system-deps clean
+.PHONY: run test lint install system-deps clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Measurement only, never part of `make test`; about 10 minutes (see bench/README.md).
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench all
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

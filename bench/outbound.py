@@ -1,0 +1,71 @@
+"""Scenario 3: caseworker replies delivered through the outbox to the Twilio sandbox.
+
+Replies are queued with the router while no server runs; then Stemme starts and its outbox
+worker sends them over HTTP to the fake Twilio in the same process, which answers like Twilio
+and posts signed status callbacks back (sent, delivered). Throughput is the number of replies
+over the time from the first to the last delivery job finished (``outbox.done_at``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, func, select
+
+from bench import servers
+from bench.seed import Seeder
+from bot.storage.db import Database
+from bot.storage.models import Outbox
+
+CHILDREN = 20
+
+
+async def run(count: int, work: Path, database_url: str = "") -> dict[str, Any]:
+    port = servers.free_port()
+    data = Path(tempfile.mkdtemp(prefix="data-", dir=work))
+    env = servers.stemme_env(data, port, database_url)
+    settings = servers.settings_of(env)
+    seeder = await Seeder.open(settings)
+    try:
+        children = [await seeder.child(n, sms=True) for n in range(CHILDREN)]
+        started = time.perf_counter()
+        ids = [
+            await seeder.reply(children[n % CHILDREN], f"Hej, tak for din besked ({n}).")
+            for n in range(count)
+        ]
+        queue_s = time.perf_counter() - started
+    finally:
+        await seeder.close()
+    db = Database(settings.effective_database_url)
+    label = "postgres" if database_url else "sqlite"
+    try:
+        async with servers.stemme(env, work / f"stemme-outbound-{label}.log"):
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                left, first, last = await _progress(db, ids)
+                if left == 0:
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await db.dispose()
+    span = (last - first).total_seconds() if first and last else 0.0
+    done = count - left
+    return {
+        "replies": count,
+        "delivered": done,
+        "msgs_per_s": round(done / span, 1) if span else None,
+        "queue_replies_per_s": round(count / queue_s, 1),
+    }
+
+
+async def _progress(db: Database, ids: list[str]) -> tuple[int, Any, Any]:
+    async with db.read() as session:
+        query = select(func.count(), func.min(Outbox.done_at), func.max(Outbox.done_at)).where(
+            col(Outbox.ref_id).in_(ids), Outbox.kind == "deliver", Outbox.status == "done"
+        )
+        finished, first, last = (await session.exec(query)).one()
+    return len(ids) - int(finished), first, last
