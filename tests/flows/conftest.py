@@ -10,7 +10,9 @@ the sandbox's control API and reads what Stemme sent it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import errno
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -209,10 +211,25 @@ def flow_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
 
 
 async def start_stack(settings: Settings, *, keyring: Keyring | None = None) -> Stack:
-    app = create_app(settings, keyring=keyring or Keyring.generate())
-    server = TestServer(app, host="127.0.0.1", port=settings.port)
-    await server.start_server()
-    return Stack(InboxHarness(app=app, server=server, settings=settings))
+    """The app on ``settings.port``; on another free port if something took that one meanwhile
+    (``free_port`` can only say the port *was* free: other processes on the machine race us)."""
+    keyring = keyring or Keyring.generate()
+    for attempt in range(5):
+        app = create_app(settings, keyring=keyring)
+        server = TestServer(app, host="127.0.0.1", port=settings.port)
+        try:
+            await server.start_server()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == 4:
+                raise
+            await app[appkeys.DB].dispose()
+            port = free_port()
+            settings = dataclasses.replace(
+                settings, port=port, public_base_url=f"http://127.0.0.1:{port}"
+            )
+            continue
+        return Stack(InboxHarness(app=app, server=server, settings=settings))
+    raise AssertionError("unreachable")
 
 
 async def stop_stack(stack: Stack) -> None:
