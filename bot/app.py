@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot import appkeys, providers
-from bot.caselog.sinks import JsonlSink, Sink
+from bot.caselog.build import build_sinks
+from bot.caselog.schema import SCHEMA_PATH, serve_schema
 from bot.chat_backend import ChatBackend
 from bot.crypto import Keyring
 from bot.engine.checkins import Checkins
@@ -60,7 +61,7 @@ def create_app(
     keys = KeyService(keyring or load_keyring(settings))
     hub = Hub()
     texts = Texts.load()
-    sinks: list[Sink] = [JsonlSink(settings.effective_caselog_dir)]
+    sinks = build_sinks(settings)
     channels: dict[str, Channel] = {}
     capabilities = providers.capabilities()
     instruments = load_instruments(licence_holders=settings.licence_holder_names)
@@ -148,6 +149,7 @@ def create_app(
     provider_channels.register_routes(app, router.route, router.record_status)
     setup_inbox(app)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get(SCHEMA_PATH, serve_schema)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await provider_channels.start()

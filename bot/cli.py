@@ -12,12 +12,16 @@ stemme keys generate             print a new keyring for STEMME_KEY_FILE
 stemme check-config [--processes N]   what is missing or insecure; the webhook URLs to paste
 stemme backup DEST               the database (never the keys) into the new directory DEST
 stemme restore SRC [--force]     a backup into the configured database
+stemme caselog status | retry | dead-letters   participation entries waiting, filed, dead
+stemme caselog receive --port N --secret whsec_…   a reference receiver for the webhook sink
+stemme caselog secret            print a new whsec_ signing secret
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import datetime as dt
 import getpass
 import logging
@@ -32,6 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot.app import create_app
+from bot.caselog import admin as caselog_admin
+from bot.caselog.receiver import run_receiver
 from bot.cases import add_case, add_caseworker, set_password, webchat_tokens
 from bot.crypto import Keyring
 from bot.engine.conversation import COPENHAGEN
@@ -159,6 +165,26 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("--force", action="store_true", help="replace an existing database")
     restore.add_argument("--pg-bindir", type=Path, help="where pg_restore is (PostgreSQL)")
     restore.set_defaults(func=cmd_restore)
+
+    caselog = sub.add_parser("caselog", help="participation entries").add_subparsers(required=True)
+    caselog.add_parser("status", help="entries pending, filed, dead").set_defaults(
+        func=cmd_caselog_status
+    )
+    caselog.add_parser("retry", help="queue dead-lettered entries again").set_defaults(
+        func=cmd_caselog_retry
+    )
+    caselog.add_parser("dead-letters", help="list dead-lettered entries").set_defaults(
+        func=cmd_caselog_dead_letters
+    )
+    caselog.add_parser("secret", help="print a new webhook signing secret").set_defaults(
+        func=cmd_caselog_secret, validate_settings=False
+    )
+    receive = caselog.add_parser("receive", help="a reference webhook receiver")
+    receive.add_argument("--port", type=int, default=8099)
+    receive.add_argument("--host", default="127.0.0.1")
+    receive.add_argument("--secret", required=True, help="whsec_… (or @FILE to read it)")
+    receive.add_argument("--dir", type=Path, default=Path("received"), help="where to store")
+    receive.set_defaults(func=cmd_caselog_receive, validate_settings=False)
     return parser
 
 
@@ -381,6 +407,43 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
         print(f"stemme: restore refused: {exc}", file=sys.stderr)
         return 1
     print(ops_backup.summary(outcome, "Restored from"))
+    return 0
+
+
+def cmd_caselog_status(settings: Settings, args: argparse.Namespace) -> int:
+    found = asyncio.run(_with_db(settings, caselog_admin.status))
+    print(f"pending: {found.pending}")
+    print(f"filed:   {found.filed}")
+    print(f"dead:    {found.dead}")
+    print(f"oldest pending: {caselog_admin.describe_age(found.oldest_pending_age)}")
+    return 1 if found.dead else 0
+
+
+def cmd_caselog_retry(settings: Settings, args: argparse.Namespace) -> int:
+    count = asyncio.run(_with_db(settings, caselog_admin.retry))
+    print(f"queued again: {count}")
+    return 0
+
+
+def cmd_caselog_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    for d in asyncio.run(_with_db(settings, caselog_admin.dead_letters)):
+        print(
+            f"{d.entry_id}  {d.kind:<18} {d.case_ref}  seq {d.seq}  "
+            f"attempts {d.attempts}  {d.last_error or '-'}"
+        )
+    return 0
+
+
+def cmd_caselog_secret(settings: Settings, args: argparse.Namespace) -> int:
+    print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+    return 0
+
+
+def cmd_caselog_receive(settings: Settings, args: argparse.Namespace) -> int:
+    secret = str(args.secret)
+    if secret.startswith("@"):
+        secret = Path(secret[1:]).read_text(encoding="utf-8").strip()
+    run_receiver(secret=secret, directory=args.dir, host=args.host, port=args.port)
     return 0
 
 

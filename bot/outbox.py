@@ -27,7 +27,7 @@ from sqlmodel import col, select
 from bot.caselog.entries import FIELD as ENTRY_FIELD
 from bot.caselog.entries import TABLE as ENTRY_TABLE
 from bot.caselog.entries import EntryDraft, add_entry
-from bot.caselog.sinks import Sink
+from bot.caselog.sinks import Sink, SinkError
 from bot.keys import KeyService
 from bot.live import Hub
 from bot.router import BODY, MESSAGE_TABLE, apply_delivery_state, apply_early_statuses
@@ -386,8 +386,15 @@ class OutboxWorker:
                 field=ENTRY_FIELD,
             )
         payload = json.loads(body)
-        for sink in self.sinks:
-            await sink.deliver(payload)
+        try:
+            # Every sink in turn; a later entry of the case waits until this one is done, so
+            # each sink sees a case's entries in order (a sink may see one twice: at least once).
+            for sink in self.sinks:
+                await sink.deliver(payload)
+        except SinkError as exc:
+            log.info("participation entry %s not filed yet: %s", entry.id, exc.reason)
+            await self._retry(job, error=exc.reason)
+            return
         async with self.db.write() as session:
             row = await session.get(ParticipationEntry, entry.id)
             assert row is not None

@@ -9,6 +9,7 @@ error says exactly what to set.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import os
@@ -44,6 +45,12 @@ class Settings:
     municipality_name: str = "Demo Kommune (fiktiv)"
     quick_exit_url: str = "https://www.dr.dk/"
     caselog_dir: Path | None = None
+    # -- where participation entries are filed (JSONL file; a signed webhook when a URL is set) --
+    caselog_jsonl: bool = True
+    caselog_webhook_url: str = ""
+    caselog_webhook_secret: str = dataclasses.field(default="", repr=False)  # whsec_<base64>
+    caselog_webhook_timeout: float = 10.0  # seconds per attempt
+    caselog_webhook_ca_file: Path | None = None  # a private CA for the receiver's certificate
     outbox_poll_seconds: float = 1.0
     outbox_batch: int = 50
     session_idle_minutes: int = 30
@@ -204,6 +211,7 @@ class Settings:
             raise ConfigError(
                 "STEMME_PUBLIC_BASE_URL must be an absolute URL such as https://stemme.example.dk"
             )
+        _validate_caselog(self)
         if not self.production:
             return
         problems: list[str] = []
@@ -224,6 +232,8 @@ class Settings:
                 )
         if self.telegram_mode not in ("webhook", "polling"):
             problems.append("set STEMME_TELEGRAM_MODE to 'webhook' or 'polling'")
+        if self.caselog_webhook_url and urlsplit(self.caselog_webhook_url).scheme != "https":
+            problems.append("set STEMME_CASELOG_WEBHOOK_URL to an https address")
         if url.scheme != "https":
             problems.append(
                 "set STEMME_PUBLIC_BASE_URL to the public https address, "
@@ -233,6 +243,31 @@ class Settings:
             raise ConfigError(
                 "Refusing to start in production mode: " + "; and ".join(problems) + "."
             )
+
+
+def _validate_caselog(settings: Settings) -> None:
+    if not settings.caselog_jsonl and not settings.caselog_webhook_url:
+        raise ConfigError(
+            "Participation entries need somewhere to go: set STEMME_CASELOG_WEBHOOK_URL "
+            "or STEMME_CASELOG_JSONL=true."
+        )
+    if not settings.caselog_webhook_url:
+        return
+    hook = urlsplit(settings.caselog_webhook_url)
+    if hook.scheme not in ("http", "https") or not hook.netloc:
+        raise ConfigError("STEMME_CASELOG_WEBHOOK_URL must be an absolute http(s) URL.")
+    secret = settings.caselog_webhook_secret
+    try:
+        valid = secret.startswith("whsec_") and len(base64.b64decode(secret[6:] + "==")) >= 24
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(
+            "STEMME_CASELOG_WEBHOOK_SECRET must be whsec_ followed by at least 24 random bytes "
+            "in base64 (make one with `stemme caselog secret`)."
+        )
+    if settings.caselog_webhook_timeout <= 0:
+        raise ConfigError("STEMME_CASELOG_WEBHOOK_TIMEOUT must be a positive number of seconds.")
 
 
 def _convert(name: str, type_name: str, raw: str) -> object:

@@ -1,8 +1,9 @@
 """Participation entries: one per exchange, for the municipality's case record.
 
-The payload follows ``docs/participation-entry.schema.json`` (a later issue publishes it). By
-default it holds metadata and a short Danish summary only; verbatim text is included when the
-municipality's policy says so.
+The payload follows ``docs/participation-entry.schema.json`` (served at
+``/api/schema/participation-entry``). By default it holds metadata, scores and a short Danish
+summary only; verbatim text is included when the municipality's policy says so. ``seq`` numbers a
+case's entries without gaps, so a receiver can see a missing or reordered entry.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def message_summary(*, actor: str, channel: str, text: str) -> str:
     return f"{who} via {via} ({words} ord)."
 
 
-def payload(entry_id: str, draft: EntryDraft, *, verbatim: bool) -> dict[str, Any]:
+def payload(entry_id: str, draft: EntryDraft, *, seq: int, verbatim: bool) -> dict[str, Any]:
     data: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "id": entry_id,
+        "seq": seq,
         "case_ref": draft.case_ref,
         "occurred_at": draft.occurred_at.isoformat(),
         "kind": draft.kind,
@@ -93,7 +95,7 @@ async def add_entry(
     )
     seq = int(result.scalar_one()) - 1
     entry_id = uuid7()
-    body = json.dumps(payload(entry_id, draft, verbatim=verbatim), ensure_ascii=False)
+    body = json.dumps(payload(entry_id, draft, seq=seq, verbatim=verbatim), ensure_ascii=False)
     entry = ParticipationEntry(
         id=entry_id,
         case_id=case_id,

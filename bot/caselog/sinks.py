@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
+class SinkError(Exception):
+    """The receiver did not confirm filing; the outbox tries again later.
+
+    ``reason`` is safe to store and show: an HTTP status or an error class, never entry content.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Sink(Protocol):
     name: str
 
