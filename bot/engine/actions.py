@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from bot import audit
 from bot.caselog.entries import EntryDraft, add_entry
-from bot.engine.conversation import first_name
+from bot.engine.conversation import caseworker_word
 from bot.engine.enrolment import Enrolment, NewInvitation
 from bot.errors import NotFound
 from bot.ids import uuid7
@@ -30,7 +30,6 @@ URGENT_ACKNOWLEDGE = "urgent.acknowledge"
 WORDS_USED = "words_used"
 INVITATION_CREATE = "invitation.create"
 WORDS_USED_SUMMARY = "Rådgiveren fortalte barnet, hvad der er sket med det, barnet har sagt."
-_NO_NAME = {"da": "din rådgiver", "en": "your caseworker"}
 
 
 async def acknowledge_urgent(
@@ -92,7 +91,7 @@ async def tell_words_used(
         if identity is None:
             raise NotFound("channel identity")
         key = await router.keys.case_key(session, case_id)
-        name = first_name(caseworker_name) or _NO_NAME.get(case.language, _NO_NAME["da"])
+        name = caseworker_word(caseworker_name, case.language)
         text = texts.get(case.language, "consent.feedback", caseworker=name, summary=summary)
         message = await router.queue_outbound(
             session,

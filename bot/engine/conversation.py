@@ -47,6 +47,11 @@ def first_name(display_name: str) -> str:
     return ""
 
 
+def caseworker_word(display_name: str, language: str) -> str:
+    """What the child's texts call the caseworker: the first name, or "din rådgiver"."""
+    return first_name(display_name) or ("your caseworker" if language == "en" else "din rådgiver")
+
+
 class ConversationBot:
     """Implements :class:`bot.engine.hooks.Bot`."""
 
@@ -95,7 +100,6 @@ class ConversationBot:
         )
 
     async def on_message(self, turn: Turn) -> list[Reply]:
-        await self.know_caseworker(turn)
         band = self.band(turn)
         if turn.assessment.risk or turn.assessment.legal_signals:
             return await self._safety(turn, band)
@@ -108,7 +112,7 @@ class ConversationBot:
             replies = await self.checkins.answer(turn)
             if replies is not None:
                 return replies
-        return self._out_of_hours(turn)
+        return await self._out_of_hours(turn)
 
     # -- helpers used by the scheduler and caseworker actions ----------------------------------
 
@@ -117,16 +121,16 @@ class ConversationBot:
         return age_band(age_on(turn.case.child_birth_date, today))
 
     async def know_caseworker(self, turn: Turn) -> None:
-        """Fill ``turn.caseworker_name``: the first name the child knows the caseworker by."""
+        """Fill ``turn.caseworker_name`` before the bot says anything (not on silent turns)."""
         if turn.caseworker_name:
             return
         worker = await turn.session.get(Caseworker, turn.case.caseworker_id)
-        turn.caseworker_name = first_name(worker.display_name if worker else "")
+        turn.caseworker_name = caseworker_word(
+            worker.display_name if worker else "", turn.case.language
+        )
 
     def text(self, turn: Turn, key: str, **values: object) -> str:
-        who = turn.caseworker_name or (
-            "din rådgiver" if turn.case.language == "da" else "your caseworker"
-        )
+        who = turn.caseworker_name or caseworker_word("", turn.case.language)
         merged = {"caseworker": who, **self._values(), **values}
         return self.texts.get(turn.case.language, key, **merged)
 
@@ -184,6 +188,7 @@ class ConversationBot:
     # -- safety -----------------------------------------------------------------------------
 
     async def _safety(self, turn: Turn, band: str) -> list[Reply]:
+        await self.know_caseworker(turn)
         state, assessment = turn.state, turn.assessment
         replies: list[Reply] = []
         if assessment.risk:
@@ -225,9 +230,10 @@ class ConversationBot:
 
     async def _keyword(self, turn: Turn, keyword: Keyword, band: str) -> list[Reply]:
         state, identity = turn.state, turn.identity
+        if keyword is Keyword.YES and identity.consented_at is not None:
+            return await self._out_of_hours(turn)
+        await self.know_caseworker(turn)
         if keyword is Keyword.YES:
-            if identity.consented_at is not None:
-                return self._out_of_hours(turn)
             identity.consented_at, identity.consent_version = turn.now, NOTICE_VERSION
             await self.record(
                 turn,
@@ -273,6 +279,7 @@ class ConversationBot:
 
     async def _notice(self, turn: Turn, band: str) -> list[Reply]:
         identity = turn.identity
+        await self.know_caseworker(turn)
         if identity.notice_sent_at is None:
             identity.notice_sent_at = turn.now
             return [Reply(self.text(turn, f"consent.notice.{band}"))]
@@ -281,7 +288,7 @@ class ConversationBot:
             return [Reply(self.text(turn, "consent.reminder"))]
         return []
 
-    def _out_of_hours(self, turn: Turn) -> list[Reply]:
+    async def _out_of_hours(self, turn: Turn) -> list[Reply]:
         state = turn.state
         if self.in_office_hours(turn.now) or state.bot_paused:
             return []
@@ -291,4 +298,5 @@ class ConversationBot:
         ):
             return []
         state.last_auto_reply_at = turn.now
+        await self.know_caseworker(turn)
         return [Reply(self.text(turn, "consent.out_of_hours"))]
