@@ -207,7 +207,7 @@ async def test_postgres_drill_with_credentials_only_in_the_environment(
     database = outcome.metadata["database"]
     server_major = int(bindir.parent.name.split(".")[0])
     assert database["tool_major"] == database["server_major"] == server_major
-    assert database["revision"] == "0002" and database["rows"]["message"] == len(TEXTS)
+    assert database["revision"] == "0003" and database["rows"]["message"] == len(TEXTS)
     content = (outcome.path / "database.pgdump").read_bytes()
     assert not [k for k in key_material(keyring) if k in content]
 

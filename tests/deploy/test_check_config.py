@@ -24,7 +24,7 @@ from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.migrate import upgrade, upgrade_async
 
-HEAD = "0002"
+HEAD = "0003"
 # Obviously fake values; the tests look for them in the output.
 DB_PASSWORD = "fake-db-password-4711"
 TWILIO_TOKEN = "fake-twilio-token-0815"

@@ -23,7 +23,7 @@ from bot.storage.models import Case, ConversationState, Message
 from tests.deploy.conftest import PgApp
 from tests.helpers import webchat_inbound
 
-PREVIOUS, HEAD = "0001", "0002"
+PREVIOUS, HEAD = "0001", "0003"
 NOW = dt.datetime(2026, 3, 4, 10, 30, tzinfo=dt.UTC)
 WORKER, CASE, IDENTITY, MESSAGE = "w-1", "c-1", "i-1", "m-1"
 ENTRY, JOB, SESSION = "e-1", "o-1", "s-1"
