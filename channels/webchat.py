@@ -129,8 +129,10 @@ class WebChatChannel(Channel):
     async def parse(self, request: web.Request) -> list[Inbound]:
         try:
             data = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequest("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise BadRequest("body is not a JSON object")
         return [_inbound(request.match_info["token"], data)]
 
     async def send(self, outbound: Outbound) -> Receipt:

@@ -108,6 +108,7 @@ async def inbox_headers(request: web.Request, handler: Handler) -> web.StreamRes
     nonce = secrets.token_urlsafe(18)
     request[CSP_NONCE] = nonce
     try:
+        await _readable_form(request)
         response = await handler(request)
     except web.HTTPException as exc:
         # Redirects and errors are responses too; they get the same headers.
@@ -115,6 +116,23 @@ async def inbox_headers(request: web.Request, handler: Handler) -> web.StreamRes
         raise
     _apply_headers(request, response, nonce)
     return response
+
+
+async def _readable_form(request: web.Request) -> None:
+    """Read a posted form up front, so a malformed one is a 400 and never a handler's 500.
+
+    aiohttp raises ``ValueError`` for, e.g., ``multipart/form-data`` without a boundary; the
+    parsed form is cached on the request, so handlers read it again for free.
+    """
+    if request.method != "POST" or request.content_type not in _FORM_TYPES:
+        return
+    try:
+        await request.post()
+    except ValueError:
+        raise web.HTTPBadRequest(text="malformed form") from None
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def _apply_headers(request: web.Request, response: web.StreamResponse, nonce: str) -> None:

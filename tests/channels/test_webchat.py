@@ -172,3 +172,22 @@ async def test_post_with_a_wrong_token_is_refused_and_stores_nothing(
     assert response.status == 403
     async with client.server.app[appkeys.DB].read() as session:
         assert (await session.exec(select(Message))).all() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[null, null]", '"text"', "42", "[" * 100_000 + "]" * 100_000],
+    ids=["array", "string", "number", "deeply-nested"],
+)
+async def test_post_that_is_not_a_json_object_is_a_400_and_stores_nothing(
+    client: Client, case: CaseFixture, body: str
+) -> None:
+    # Found by the schemathesis run (tests/fuzz): a JSON array was a 500.
+    response = await client.post(
+        f"/c/{case.webchat_token}/messages",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    async with client.server.app[appkeys.DB].read() as session:
+        assert (await session.exec(select(Message))).all() == []
