@@ -17,6 +17,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from bot.crypto import Keyring
+from bot.ops.check_caselog import caselog_findings
 from bot.settings import ConfigError, Settings
 
 Severity = Literal["problem", "warning"]
@@ -52,6 +53,9 @@ class Facts:
         head_revision: The newest migration this code has.
         demo_accounts: Active caseworker accounts that ``stemme demo`` creates.
         processes: How many Stemme processes will share the database.
+        caselog_file_errors: ``(variable, why)`` for case-log CA files and a PDF directory
+            that cannot be used (see :mod:`bot.ops.check_caselog`).
+        caselog_pdf_dir_mode: Permission bits of the PDF journal directory, if it exists.
     """
 
     keyring: Keyring | None = None
@@ -63,6 +67,8 @@ class Facts:
     head_revision: str | None = None
     demo_accounts: tuple[str, ...] = ()
     processes: int = 1
+    caselog_file_errors: tuple[tuple[str, str], ...] = ()
+    caselog_pdf_dir_mode: int | None = None
 
 
 def check(settings: Settings, facts: Facts) -> list[Finding]:
@@ -74,6 +80,14 @@ def check(settings: Settings, facts: Facts) -> list[Finding]:
         *_channels(settings),
         *_database(settings, facts),
         *_operations(settings, facts),
+        *(
+            Finding(*found)
+            for found in caselog_findings(
+                settings,
+                file_errors=facts.caselog_file_errors,
+                pdf_dir_mode=facts.caselog_pdf_dir_mode,
+            )
+        ),
     ]
     return sorted(findings, key=lambda f: f.severity != "problem")
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.crypto import Keyring
 from bot.keys import load_keyring
+from bot.ops.check_caselog import caselog_file_facts
 from bot.ops.check_config import Facts
 from bot.ops.config_report import redacted
 from bot.settings import ConfigError, Settings
@@ -32,6 +33,7 @@ async def gather_facts(settings: Settings, *, demo_username: str, processes: int
     keyring, keyring_error, key_file_mode = read_keyring(settings)
     url = settings.effective_database_url
     error, revision, demo = await _database(url, demo_username)
+    caselog_errors, pdf_dir_mode = caselog_file_facts(settings)
     return Facts(
         keyring=keyring,
         keyring_error=keyring_error,
@@ -42,6 +44,8 @@ async def gather_facts(settings: Settings, *, demo_username: str, processes: int
         head_revision=ScriptDirectory.from_config(alembic_config(url)).get_current_head(),
         demo_accounts=demo,
         processes=processes,
+        caselog_file_errors=caselog_errors,
+        caselog_pdf_dir_mode=pdf_dir_mode,
     )
 
 

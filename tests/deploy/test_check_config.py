@@ -16,6 +16,7 @@ import pytest
 from bot.cases import add_caseworker
 from bot.cli import DEMO_USER
 from bot.crypto import KEY_BYTES, Keyring
+from bot.ops.check_caselog import caselog_file_facts, caselog_findings
 from bot.ops.check_config import Facts, Finding, check
 from bot.ops.config_report import report, secret_values
 from bot.ops.facts import gather_facts
@@ -23,6 +24,7 @@ from bot.providers import MESSENGER_WEBHOOK, SMS_INBOUND, SMS_STATUS, TELEGRAM_W
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.migrate import upgrade, upgrade_async
+from tests.caselog.test_webhook_tls import private_ca
 
 HEAD = "0003"
 # Obviously fake values; the tests look for them in the output.
@@ -46,6 +48,20 @@ GOOD_FACTS = Facts(
 )
 ZERO = "0" * 43 + "="  # urlsafe base64 of 32 zero bytes
 RANDOM_KEY = "MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3BxcnN0dXY="  # 32 distinct bytes, fake
+
+
+# Case-log sinks, fully configured (fictional receivers; the secret is test-only).
+WEBHOOK: dict[str, str | None] = {
+    "STEMME_CASELOG_WEBHOOK_URL": "https://sag.example.dk/entries",
+    "STEMME_CASELOG_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
+FHIR: dict[str, str | None] = {
+    "STEMME_CASELOG_FHIR_URL": "https://fhir.example.dk/r4",
+    "STEMME_CASELOG_FHIR_TOKEN": "fake-fhir-token-0042",
+    "STEMME_CASELOG_FHIR_CASE_SYSTEM": "urn:oid:1.2.208.999.1",  # fictional OID arc
+}
+HTTP = "http://sag.example.dk/entries"
+WEAK = "whsec_" + "YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFh"  # 24 times "a": long enough, not random
 
 
 def findings(env: dict[str, str | None], **facts: Any) -> list[Finding]:
@@ -196,6 +212,28 @@ CASES: list[tuple[str, str, dict[str, str | None], dict[str, Any]]] = [
     ("demo-account", "problem", {}, {"demo_accounts": (DEMO_USER,)}),
     ("oncall-missing", "problem", {"STEMME_ONCALL_PHONE": None}, {}),
     ("data-dir-open", "warning", {}, {"data_dir_mode": 0o755}),
+    # -- the case log's sinks --
+    ("caselog-webhook-not-https", "problem", WEBHOOK | {"STEMME_CASELOG_WEBHOOK_URL": HTTP}, {}),
+    (
+        "caselog-webhook-secret-weak",
+        "problem",
+        WEBHOOK | {"STEMME_CASELOG_WEBHOOK_SECRET": WEAK},
+        {},
+    ),
+    ("caselog-timeout", "warning", WEBHOOK | {"STEMME_CASELOG_WEBHOOK_TIMEOUT": "120"}, {}),
+    ("caselog-timeout", "warning", FHIR | {"STEMME_CASELOG_FHIR_TIMEOUT": "0.2"}, {}),
+    ("caselog-ca-unused", "warning", {"STEMME_CASELOG_WEBHOOK_CA_FILE": "/etc/stemme/ca.pem"}, {}),
+    ("caselog-ca-unused", "warning", {"STEMME_CASELOG_FHIR_CA_FILE": "/etc/stemme/ca.pem"}, {}),
+    ("caselog-fhir-not-https", "problem", FHIR | {"STEMME_CASELOG_FHIR_URL": HTTP}, {}),
+    ("caselog-fhir-no-token", "warning", FHIR | {"STEMME_CASELOG_FHIR_TOKEN": None}, {}),
+    ("caselog-fhir-case-system", "warning", FHIR | {"STEMME_CASELOG_FHIR_CASE_SYSTEM": None}, {}),
+    (
+        "caselog-file-unusable",
+        "problem",
+        FHIR,
+        {"caselog_file_errors": (("STEMME_CASELOG_FHIR_CA_FILE", "holds no PEM certificate."),)},
+    ),
+    ("caselog-pdf-dir-open", "warning", {}, {"caselog_pdf_dir_mode": 0o755}),
 ]
 
 
@@ -211,10 +249,23 @@ def test_each_finding(
 
 def test_every_finding_code_has_a_test() -> None:
     source = Path(check.__code__.co_filename).read_text(encoding="utf-8")
+    source += Path(caselog_findings.__code__.co_filename).read_text(encoding="utf-8")
     # Codes appear as the first string argument of _problem/_warning/Finding.
     codes = set(re.findall(r'(?:_problem|_warning)\(\s*"([a-z-]+)"', source))
     codes |= {"telegram-without-dpia", "messenger-without-dpia", "database-not-migrated"}
     assert codes <= {case[0] for case in CASES}
+
+
+def test_configured_sinks_have_no_findings() -> None:
+    assert findings(WEBHOOK | FHIR) == []
+
+
+def test_sink_findings_never_show_the_secrets() -> None:
+    text = " ".join(
+        f.message for f in findings(WEBHOOK | FHIR | {"STEMME_CASELOG_FHIR_URL": HTTP})
+    )
+    assert text and "fake-fhir-token-0042" not in text
+    assert str(WEBHOOK["STEMME_CASELOG_WEBHOOK_SECRET"])[6:] not in text
 
 
 def test_weak_keys_are_named_without_showing_them() -> None:
@@ -291,6 +342,41 @@ async def test_an_unreachable_database_is_reported_without_its_password(tmp_path
     facts = await gather_facts(settings, demo_username=DEMO_USER)
     assert facts.database_error is not None and f":{port}/stemme" in facts.database_error
     assert DB_PASSWORD not in facts.database_error
+
+
+def test_case_log_files_are_looked_at(tmp_path: Path) -> None:
+    ca_file = private_ca(tmp_path)[0]
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    journal = tmp_path / "journal"
+    journal.mkdir(mode=0o750)
+    good = Settings.from_env(
+        {
+            "STEMME_CASELOG_WEBHOOK_CA_FILE": str(ca_file),
+            "STEMME_CASELOG_FHIR_CA_FILE": str(garbage),
+            "STEMME_CASELOG_PDF_DIR": str(journal),
+        },
+        validate=False,
+    )
+    errors, mode = caselog_file_facts(good)
+    assert mode == 0o750
+    assert [variable for variable, _ in errors] == ["STEMME_CASELOG_FHIR_CA_FILE"]
+    assert "no PEM certificate" in errors[0][1]
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    missing = tmp_path / "missing.pem"
+    bad = Settings.from_env(
+        {
+            "STEMME_CASELOG_WEBHOOK_CA_FILE": str(missing),
+            "STEMME_CASELOG_PDF_DIR": str(blocked),
+        },
+        validate=False,
+    )
+    errors, _ = caselog_file_facts(bad)
+    assert dict(errors) == {
+        "STEMME_CASELOG_WEBHOOK_CA_FILE": f"the CA file {missing} does not exist.",
+        "STEMME_CASELOG_PDF_DIR": "is not a directory Stemme can write.",
+    }
 
 
 # -- the command -------------------------------------------------------------------------------
