@@ -1,8 +1,9 @@
-"""Logging in and out, and the guard every other inbox handler sits behind.
+"""Logging in (the password step) and out, and the guard every other inbox handler sits behind.
 
 Login answers the same "Forkert brugernavn eller adgangskode" for an unknown user, a wrong
 password and a deactivated account, and costs one full Argon2 computation in each case, so
-neither the text nor the timing tells which usernames exist.
+neither the text nor the timing tells which usernames exist. A right password opens only the
+second-factor step (:mod:`bot.inbox.totp_views`); the inbox session is created after the code.
 """
 
 from __future__ import annotations
@@ -15,16 +16,27 @@ from aiohttp import web
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from bot import appkeys
+from bot import appkeys, audit
 from bot.inbox.context import error_page, inbox, render
 from bot.inbox.security import TOKEN_LENGTH, new_token, tokens_match
-from bot.inbox.sessions import Login, authenticate, revoke, start_session
+from bot.inbox.sessions import (
+    PASSWORD_DONE,
+    Login,
+    authenticate,
+    revoke,
+    revoke_all,
+    start_session,
+)
+from bot.inbox.throttle import begin_attempt, login_key, succeeded
 from bot.passwords import hash_password, needs_rehash, verify_password
 from bot.storage.models import Caseworker
 
 LOGIN_PATH = "/inbox/login"
+CODE_PATH = "/inbox/login/code"
+SETUP_PATH = "/inbox/login/setup"
 HOME_PATH = "/inbox/"
 MAX_USERNAME = 64
+LOGOUT_EVERYWHERE = "logout_everywhere"
 
 LoggedInHandler = Callable[[web.Request, Login], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -115,10 +127,12 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     typed = form_field(form, "username").strip()
     username = typed[:MAX_USERNAME]
     password = form_field(form, "password")
-    if state.throttle.is_locked(username):
+    db = request.config_dict[appkeys.DB]
+    key = login_key(username)
+    # Counted before the check and forgotten on success: parallel guesses all count.
+    if not await begin_attempt(db, key):
         return _login_form(request, error="login.throttled", status=429, username=username)
 
-    db = request.config_dict[appkeys.DB]
     async with db.read() as session:
         query = select(Caseworker).where(Caseworker.username == username)
         worker = (await session.exec(query)).first() if typed == username else None
@@ -126,9 +140,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     # Argon2 takes tens of milliseconds of CPU; keep the event loop (and live updates) moving.
     verified = await asyncio.to_thread(verify_password, stored, password)
     if not verified or worker is None or not worker.active:
-        state.throttle.failed(username)
         return _login_form(request, error="login.error", status=401, username=username)
-    state.throttle.succeeded(username)
+    await succeeded(db, key)
 
     # Hashes made with older, weaker parameters are upgraded while we have the password.
     new_hash = None
@@ -142,14 +155,25 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                 .values(password_hash=new_hash)
             )
         # Never adopt a session id the browser brought along (fixation): end it, issue a new one.
-        previous = request.cookies.get(state.cookies.session)
-        if previous:
-            await revoke(session, previous)
-        token = await start_session(session, caseworker_id=worker.id, limits=state.limits)
-    response = see_other(HOME_PATH)
-    state.cookies.set(response, state.cookies.session, token)
+        for name in (state.cookies.session, second_factor_cookie(request)):
+            previous = request.cookies.get(name)
+            if previous:
+                await revoke(session, previous)
+        token = await start_session(
+            session, caseworker_id=worker.id, limits=state.limits, stage=PASSWORD_DONE
+        )
+    # Only the second-factor step: the code page, or setup for an account without TOTP yet.
+    response = see_other(CODE_PATH if worker.totp_confirmed_at is not None else SETUP_PATH)
+    state.cookies.set(response, second_factor_cookie(request), token)
     state.cookies.delete(response, state.cookies.login_csrf)
+    if state.cookies.session in request.cookies:
+        state.cookies.delete(response, state.cookies.session)
     return response
+
+
+def second_factor_cookie(request: web.Request) -> str:
+    """The cookie of the step between password and code (``__Host-`` on https, like the rest)."""
+    return "__Host-stemme-2fa" if inbox(request).cookies.secure else "stemme_2fa"
 
 
 @login_required
@@ -158,6 +182,20 @@ async def logout(request: web.Request, login: Login) -> web.StreamResponse:
     token = request.cookies.get(state.cookies.session, "")
     async with request.config_dict[appkeys.DB].write() as session:
         await revoke(session, token)
+    response = see_other(LOGIN_PATH)
+    state.cookies.delete(response, state.cookies.session)
+    return response
+
+
+@login_required
+async def logout_everywhere(request: web.Request, login: Login) -> web.StreamResponse:
+    """End every session of this caseworker: other browsers, a phone, a forgotten PC."""
+    state = inbox(request)
+    async with request.config_dict[appkeys.DB].write() as session:
+        ended = await revoke_all(session, login.caseworker_id)
+        await audit.record(
+            session, actor=login.caseworker_id, action=LOGOUT_EVERYWHERE, detail={"ended": ended}
+        )
     response = see_other(LOGIN_PATH)
     state.cookies.delete(response, state.cookies.session)
     return response

@@ -1,6 +1,6 @@
 """What a caseworker does to a case from its conversation page, besides replying.
 
-Routes (every one a CSRF-protected POST; a case that is not yours answers 404):
+Routes (every one a CSRF-protected POST; who may use them: :mod:`bot.inbox.access`):
     /inbox/cases/{id}/acknowledge        acknowledge the urgent flag (stops on-call escalation)
     /inbox/cases/{id}/checkins/send      send a check-in now (or when quiet hours end)
     /inbox/cases/{id}/checkins/schedule  every N days, or the day before a meeting
@@ -26,9 +26,9 @@ from bot.engine import actions
 from bot.engine import checkin as machine
 from bot.engine.checkins import CheckinError
 from bot.errors import NotFound
-from bot.inbox import checkin_panel, panels, transcript
+from bot.inbox import access, checkin_panel, panels, transcript
 from bot.inbox.auth import form_field, login_required, see_other
-from bot.inbox.context import error_page, render, translator
+from bot.inbox.context import render, translator
 from bot.inbox.i18n import LOCAL_ZONE
 from bot.inbox.security import allows_data_images
 from bot.inbox.sessions import Login
@@ -39,13 +39,6 @@ from consent.qr import qr_png, qr_svg
 
 MAX_EVERY_DAYS = 365
 DEFAULT_MEETING_TIME = "09:00"
-
-
-async def _own_case(request: web.Request, login: Login) -> Case | None:
-    async with request.config_dict[appkeys.DB].read() as session:
-        return await transcript.own_case(
-            session, request.match_info["case_id"], login.caseworker_id
-        )
 
 
 def _done(case_id: str, notice: str, anchor: str) -> web.Response:
@@ -72,9 +65,10 @@ async def _refuse(
 
 @login_required
 async def acknowledge(request: web.Request, login: Login) -> web.StreamResponse:
-    case = await _own_case(request, login)
-    if case is None:
-        return error_page(request, login=login, status=404)
+    decision = await access.check_case(request, login)
+    if decision.case is None:
+        return access.refusal(request, login, decision.status)
+    case = decision.case
     done = await actions.acknowledge_urgent(
         request.config_dict[appkeys.DB],
         request.config_dict[appkeys.HUB],
@@ -104,9 +98,10 @@ async def _sendable(request: web.Request, case: Case, instrument_id: str) -> boo
 
 @login_required
 async def checkin_send(request: web.Request, login: Login) -> web.StreamResponse:
-    case = await _own_case(request, login)
-    if case is None:
-        return error_page(request, login=login, status=404)
+    decision = await access.check_case(request, login)
+    if decision.case is None:
+        return access.refusal(request, login, decision.status)
+    case = decision.case
     instrument_id = form_field(await request.post(), "instrument_id")
     if not await _sendable(request, case, instrument_id):
         return await _refuse(request, login, "checkins", "instrument")
@@ -126,9 +121,10 @@ async def checkin_send(request: web.Request, login: Login) -> web.StreamResponse
 
 @login_required
 async def checkin_schedule(request: web.Request, login: Login) -> web.StreamResponse:
-    case = await _own_case(request, login)
-    if case is None:
-        return error_page(request, login=login, status=404)
+    decision = await access.check_case(request, login)
+    if decision.case is None:
+        return access.refusal(request, login, decision.status)
+    case = decision.case
     form = await request.post()
     instrument_id = form_field(form, "instrument_id")
     if not await _sendable(request, case, instrument_id):
@@ -169,9 +165,10 @@ def _meeting(date_text: str, time_text: str) -> dt.datetime | None:
 
 @login_required
 async def checkin_rating(request: web.Request, login: Login) -> web.StreamResponse:
-    case = await _own_case(request, login)
-    if case is None:
-        return error_page(request, login=login, status=404)
+    decision = await access.check_case(request, login)
+    if decision.case is None:
+        return access.refusal(request, login, decision.status)
+    case = decision.case
     form = await request.post()
     checkins = request.config_dict[appkeys.CHECKINS]
     instrument = checkins.instruments.get(form_field(form, "instrument_id"))
@@ -204,9 +201,10 @@ async def checkin_rating(request: web.Request, login: Login) -> web.StreamRespon
 
 @login_required
 async def words_used(request: web.Request, login: Login) -> web.StreamResponse:
-    case = await _own_case(request, login)
-    if case is None:
-        return error_page(request, login=login, status=404)
+    decision = await access.check_case(request, login)
+    if decision.case is None:
+        return access.refusal(request, login, decision.status)
+    case = decision.case
     draft = form_field(await request.post(), "summary")
     summary = draft.strip()
     if not summary:
@@ -234,9 +232,10 @@ async def words_used(request: web.Request, login: Login) -> web.StreamResponse:
 
 @login_required
 async def invite(request: web.Request, login: Login) -> web.StreamResponse:
-    case = await _own_case(request, login)
-    if case is None:
-        return error_page(request, login=login, status=404)
+    decision = await access.check_case(request, login)
+    if decision.case is None:
+        return access.refusal(request, login, decision.status)
+    case = decision.case
     settings = request.config_dict[appkeys.SETTINGS]
     chosen = [c for c in (await request.post()).getall("channels", []) if isinstance(c, str)]
     offered = panels.invitable_channels(settings)

@@ -1,4 +1,4 @@
-"""What the inbox's handlers share: templates, texts, the login throttle, open WebSockets."""
+"""What the inbox's handlers share: templates, texts, session limits, open WebSockets."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from bot import appkeys
 from bot.inbox.i18n import Translations, Translator
 from bot.inbox.security import Cookies, cookies, csp_nonce
 from bot.inbox.sessions import Limits, Login
-from bot.inbox.throttle import LoginThrottle
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -22,7 +21,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 class Inbox:
     templates: jinja2.Environment
     translations: Translations
-    throttle: LoginThrottle
     limits: Limits
     cookies: Cookies
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
@@ -47,7 +45,6 @@ def build(app: web.Application) -> Inbox:
     return Inbox(
         templates=make_templates(),
         translations=Translations.load(default=settings.default_language),
-        throttle=LoginThrottle(),
         limits=Limits.of(settings),
         cookies=cookies(settings),
     )

@@ -12,8 +12,10 @@ Server → client: ``message`` and ``status`` events (see :class:`transcript.Mes
 ``{"type": "flag", "case_id", "flagged"}`` when a watched case's urgent flag changes (e.g. a
 colleague's tab acknowledged it), and ``{"type": "error", "error": "forbidden" | "bad_request"}``.
 
-Hub events carry ids only; every event is loaded from the database and re-authorised (session
-still valid, case still yours) before anything is sent. A session that ends closes the socket
+Hub events carry ids only; every client message and every event is authorised again through
+:mod:`bot.inbox.access` (session still valid, case still visible: own, covered, or the team
+lead's team) before anything is sent. A ``watch`` of an existing case the caseworker may not see
+is answered ``forbidden`` and audited like a refused page. A session that ends closes the socket
 with code 4401 so the page stops reconnecting.
 """
 
@@ -30,7 +32,7 @@ from aiohttp import WSMsgType, web
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import appkeys, audit
-from bot.inbox import transcript
+from bot.inbox import access, transcript
 from bot.inbox.auth import current_login
 from bot.inbox.context import INBOX, inbox, translator
 from bot.inbox.i18n import Translator
@@ -116,8 +118,11 @@ class LiveConnection:
                 return False
             if case_id is None:
                 return True
-            case = await transcript.own_case(session, case_id, self.login.caseworker_id)
-        if case is None:
+            decision = await access.decide(session, self.login, case_id)
+        if decision.case is None:
+            if decision.status == 403:
+                async with self.db.write() as session:
+                    await access.refuse(session, self.login, case_id, route="WS watch")
             await self._forbidden(case_id)
             return False
         return True
@@ -219,7 +224,10 @@ class LiveConnection:
 
     async def _follow_queue(self) -> None:
         async with self.db.read() as session:
-            rows = await transcript.queue(session, self.keys, self.login.caseworker_id)
+            covering = await access.covered_for(session, self.login.caseworker_id)
+            rows = await transcript.queue(
+                session, self.keys, self.login.caseworker_id, covering=covering
+            )
         topics = [f"case:{row.case_id}" for row in rows]
         topics.append(f"caseworker:{self.login.caseworker_id}")
         async with self.hub.subscribe(topics) as events:
@@ -266,11 +274,11 @@ class LiveConnection:
                         return None
 
     async def _own_case(self, session: AsyncSession, case_id: str) -> Case | None:
-        """The case, if the session is still valid and the case still assigned to this login."""
+        """The case, if the session is still valid and the case still visible to this login."""
         if await find_login(session, self.login.session_id, self.limits) is None:
             await self._close_expired()
             return None
-        return await transcript.own_case(session, case_id, self.login.caseworker_id)
+        return (await access.decide(session, self.login, case_id)).case
 
     async def _close_expired(self) -> None:
         await self.ws.close(code=SESSION_EXPIRED, message=b"session ended")

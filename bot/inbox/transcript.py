@@ -1,13 +1,14 @@
-"""Reading cases and conversations for the inbox, decrypted for the caseworker who owns them.
+"""Reading cases and conversations for the inbox, decrypted for the caseworker working them.
 
-Callers authorise first (:func:`own_case`); nothing here checks who is asking. Decryption goes
+Callers authorise first (:mod:`bot.inbox.access`); nothing here checks who is asking. Decryption
+goes
 through the case's data key, so a row moved to another case fails loudly instead of showing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from bot.storage.models import (
 
 CASE_TABLE = "child_case"
 CHILD_NAME = "child_name"
+ERASED_NAME = "\u2014"  # no words: the name is gone, in every language
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class QueueRow:
     urgent: bool = False
     urgent_reasons: str | None = None
     timer_due_at: dt.datetime | None = None
+    covering_for: str | None = None  # the away colleague's name when this is a covered case
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,15 +130,10 @@ async def urgency(session: AsyncSession, case_id: str) -> Urgency:
     return Urgency.of(await session.get(ConversationState, case_id), utcnow())
 
 
-async def own_case(session: AsyncSession, case_id: str, caseworker_id: str) -> Case | None:
-    """The case if it exists and is assigned to this caseworker; otherwise nothing at all."""
-    case = await session.get(Case, case_id)
-    if case is None or case.caseworker_id != caseworker_id:
-        return None
-    return case
-
-
 async def child_name(session: AsyncSession, keys: KeyService, case: Case) -> str:
+    """The child's name, or a dash once the case is crypto-shredded (nothing is left)."""
+    if case.child_name_enc is None or case.data_erased_at is not None:
+        return ERASED_NAME
     return await keys.decrypt_text(
         session, case.id, case.child_name_enc, table=CASE_TABLE, row_id=case.id, field=CHILD_NAME
     )
@@ -148,12 +146,20 @@ def _unread() -> Any:
     return func.coalesce(func.sum(when((is_unread, 1), else_=0)), 0)
 
 
-async def queue(session: AsyncSession, keys: KeyService, caseworker_id: str) -> list[QueueRow]:
-    """The caseworker's cases: urgent first, then unread, then the most recently active."""
+async def queue(
+    session: AsyncSession,
+    keys: KeyService,
+    caseworker_id: str,
+    *,
+    covering: Mapping[str, str] | None = None,
+) -> list[QueueRow]:
+    """The caseworker's cases, and those of the away colleagues in ``covering`` (id → name):
+    urgent first, then unread, then the most recently active."""
+    covering = covering or {}
     query = (
         select(Case, _unread().label("unread"), func.max(Message.created_at).label("last"))
         .outerjoin(Message, col(Message.case_id) == col(Case.id))
-        .where(Case.caseworker_id == caseworker_id)
+        .where(col(Case.caseworker_id).in_([caseworker_id, *covering]))
         .group_by(col(Case.id))
     )
     found = (await session.execute(query)).all()
@@ -173,6 +179,7 @@ async def queue(session: AsyncSession, keys: KeyService, caseworker_id: str) -> 
                 urgent=urgent.urgent,
                 urgent_reasons=urgent.all_reasons,
                 timer_due_at=urgent.timer_due_at,
+                covering_for=covering.get(case.caseworker_id),
             )
         )
     rows.sort(
@@ -246,9 +253,7 @@ async def messages(
             direction=row.direction,
             author=row.author,
             author_label=_author_label(row, tr, name, workers),
-            text=await keys.decrypt_text(
-                session, case.id, row.body_enc, table=MESSAGE_TABLE, row_id=row.id, field=BODY
-            ),
+            text=await _text(session, keys, case, row, tr),
             created_at=row.created_at,
             time_label=tr.time(row.created_at),
             delivery_state=row.delivery_state,
@@ -260,6 +265,18 @@ async def messages(
         )
         for row in rows
     ]
+
+
+async def _text(
+    session: AsyncSession, keys: KeyService, case: Case, row: Message, tr: Translator
+) -> str:
+    if row.body_enc is None:
+        # Removed once its entry was filed and the retention period passed (or shredded).
+        removed = row.body_removed_at or row.created_at
+        return tr.t("message.removed_after_filing", date=tr.date(removed))
+    return await keys.decrypt_text(
+        session, case.id, row.body_enc, table=MESSAGE_TABLE, row_id=row.id, field=BODY
+    )
 
 
 async def _caseworker_names(session: AsyncSession, rows: Sequence[Message]) -> dict[str, str]:

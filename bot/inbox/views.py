@@ -1,7 +1,8 @@
 """The caseworker's pages: the case queue, a conversation, and replying to the child.
 
-A case that is not yours answers 404, exactly like one that does not exist, so the inbox never
-confirms that a case id is real. Every view of a transcript is audited. The actions around a
+Who may open a case is decided in :mod:`bot.inbox.access` (own, covered, the team lead's team):
+an unknown case answers 404, someone else's 403 with an audit event. Every view of a transcript
+is audited. The actions around a
 conversation (acknowledge, check-ins, "words used", invitations) are in
 :mod:`bot.inbox.case_actions`.
 """
@@ -11,25 +12,49 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import appkeys, audit
 from bot.engine.conversation import first_name
 from bot.errors import NotFound, ReplyWindowClosed
-from bot.inbox import checkin_panel, panels, transcript
+from bot.inbox import (
+    access,
+    canned,
+    checkin_panel,
+    handover,
+    notes,
+    panels,
+    queue_view,
+    securelink,
+    transcript,
+    trends,
+)
 from bot.inbox.auth import form_field, login_required, see_other, wants_json
-from bot.inbox.context import error_page, render, translator
+from bot.inbox.context import render, translator
 from bot.inbox.i18n import Translator
 from bot.inbox.sessions import Login
 from bot.router import last_inbound_identity_id
 from bot.scheduler import child_identity
-from bot.storage.models import ChannelIdentity, ConversationState
+from bot.storage.models import Case, Caseworker, ChannelIdentity, ConversationState, utcnow
 
 MAX_REPLY = 4000
 MAX_SUMMARY = 1000
 TRANSCRIPT_READ = "transcript.read"
 # What a successful action may tell the page after its redirect (``?done=…``).
 NOTICES = frozenset(
-    {"acknowledged", "checkin_sent", "checkin_later", "scheduled", "rated", "words_sent"}
+    {
+        "acknowledged",
+        "checkin_sent",
+        "checkin_later",
+        "scheduled",
+        "rated",
+        "words_sent",
+        "handed_over",
+        "note_added",
+        "handled",
+        "paused",
+        "resumed",
+    }
 )
 
 
@@ -45,19 +70,7 @@ class PageState:
 
 @login_required
 async def queue_page(request: web.Request, login: Login) -> web.StreamResponse:
-    keys = request.config_dict[appkeys.KEYS]
-    async with request.config_dict[appkeys.DB].read() as session:
-        rows = await transcript.queue(session, keys, login.caseworker_id)
-    tr = translator(request, login)
-    return render(
-        request,
-        "queue.html",
-        login=login,
-        rows=rows,
-        time=tr.time,
-        unread=tr.unread,
-        reasons=tr.reasons,
-    )
+    return await queue_view.page(request, login)
 
 
 @login_required
@@ -76,9 +89,13 @@ async def conversation(
     tr = translator(request, login)
     # One write transaction: the audit event, the read marks and what is shown go together.
     async with config[appkeys.DB].write() as session:
-        case = await transcript.own_case(session, case_id, login.caseworker_id)
+        decision = await access.decide(session, login, case_id)
+        case = decision.case
         if case is None:
-            return error_page(request, login=login, status=404)
+            if decision.status == 403:
+                await access.refuse(session, login, case_id, route=access.route_name(request))
+            # Returning commits the refusal's audit event; nothing of the case is read.
+            return access.refusal(request, login, decision.status)
         await audit.record(
             session,
             actor=login.caseworker_id,
@@ -86,7 +103,10 @@ async def conversation(
             case_id=case.id,
             detail={},
         )
-        marked = await transcript.mark_read(session, case.id)
+        # A team lead looking in must not take the unread marks away from whoever works the case.
+        marked = 0
+        if decision.ground is not access.Ground.TEAM:
+            marked = await transcript.mark_read(session, case.id)
         name = await transcript.child_name(session, keys, case)
         lines = await transcript.messages(session, keys, case, tr)
         state = await session.get(ConversationState, case.id)
@@ -95,6 +115,19 @@ async def conversation(
         reachable = await child_identity(session, case.id) is not None
         key = await keys.case_key(session, case.id)
         checkins = await checkin_panel.load(session, key, config[appkeys.CHECKINS], case, tr)
+        trend_views = await trends.load(session, key, config[appkeys.CHECKINS], case, tr)
+        around = await _around(session, login, case, decision.ground, lines, checkins)
+        case_notes = await notes.load(session, keys, case.id, tr)
+        aids = await canned.reply_aids(
+            session,
+            case=case,
+            identities=rows,
+            last_in=last_in,
+            texts=config[appkeys.TEXTS],
+            settings=config[appkeys.SETTINGS],
+            tr=tr,
+            now=utcnow(),
+        )
     if marked:
         _publish_read(request, case.id)
     choices = panels.reply_choices(rows, tr, only=page.reply_only)
@@ -121,6 +154,7 @@ async def conversation(
         ),
         show_reply_channel=page.reply_only is not None or len(choices) > 1,
         checkins=checkins,
+        trends=trend_views,
         reachable=reachable,
         paused=bool(state and state.bot_paused),
         invitation_hours=config[appkeys.SETTINGS].invitation_hours,
@@ -134,6 +168,45 @@ async def conversation(
             panels.Choice(c, tr.channel(c))
             for c in panels.invitable_channels(config[appkeys.SETTINGS])
         ],
+        covering_for=around.covering_for,
+        assigned_name=around.assigned_name,
+        handover=around.summary,
+        handover_to=around.candidates,
+        time=tr.time,
+        notes=case_notes,
+        max_note=notes.MAX_NOTE,
+        aids=aids,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Around:
+    """Who works the case: the cover badge, the handover summary and the reassignment form."""
+
+    assigned_name: str
+    covering_for: str | None  # the away caseworker's name, when the viewer covers for them
+    summary: handover.HandoverSummary | None
+    candidates: list[handover.Candidate] | None  # only for the team's lead
+
+
+async def _around(
+    session: AsyncSession,
+    login: Login,
+    case: Case,
+    ground: access.Ground,
+    lines: list[transcript.MessageView],
+    checkins: checkin_panel.CheckinPanel,
+) -> Around:
+    assigned = await session.get(Caseworker, case.caseworker_id)
+    name = assigned.display_name if assigned is not None else ""
+    lead = await access.may_reassign(session, login, case)
+    return Around(
+        assigned_name=name,
+        covering_for=name if ground is access.Ground.COVER else None,
+        summary=await handover.summary(
+            session, case, login.caseworker_id, lines, checkins.results
+        ),
+        candidates=await handover.candidates(session, case) if lead else None,
     )
 
 
@@ -160,18 +233,21 @@ async def reply(request: web.Request, login: Login) -> web.StreamResponse:
     form = await request.post()
     text = form_field(form, "text")
     identity_id = form_field(form, "identity_id").strip() or None
+    secure = form_field(form, "secure") == "1"
     tr = translator(request, login)
-    async with request.config_dict[appkeys.DB].read() as session:
-        case = await transcript.own_case(session, case_id, login.caseworker_id)
-        identity = None
-        if case is not None and identity_id is not None:
-            identity = await session.get(ChannelIdentity, identity_id)
+    decision = await access.check_case(request, login, case_id)
+    case = decision.case
     if case is None:
-        if wants_json(request):
-            return web.json_response({"error": "not_found"}, status=404)
-        return error_page(request, login=login, status=404)
+        return access.refusal(request, login, decision.status)
+    identity = None
+    if identity_id is not None:
+        async with request.config_dict[appkeys.DB].read() as session:
+            identity = await session.get(ChannelIdentity, identity_id)
 
     problem = _problem(text)
+    if problem is None and case.closed_at is not None:
+        # Nobody on the other end any more (and after shredding, no key to write with).
+        problem = "case_closed"
     if problem is None and identity_id is not None and not _usable(identity, case.id):
         problem = "bad_channel"
     message: str | None = None
@@ -184,6 +260,15 @@ async def reply(request: web.Request, login: Login) -> web.StreamResponse:
                 caseworker_id=login.caseworker_id,
                 text=text.strip(),
                 identity_id=identity_id,
+                prepare=(
+                    securelink.hook(
+                        request.config_dict[appkeys.SETTINGS],
+                        request.config_dict[appkeys.TEXTS],
+                        case,
+                    )
+                    if secure
+                    else None
+                ),
             )
         except ReplyWindowClosed as exc:
             problem, closed = "window_closed", exc
@@ -199,7 +284,7 @@ async def reply(request: web.Request, login: Login) -> web.StreamResponse:
             return see_other(f"/inbox/cases/{case.id}")
 
     message = message or tr.t(f"case.error.{problem}")
-    status = 409 if problem in ("unreachable", "window_closed") else 400
+    status = 409 if problem in ("unreachable", "window_closed", "case_closed") else 400
     only = [i for i, _ in closed.alternatives] if closed is not None else None
     if wants_json(request):
         body: dict[str, object] = {"error": problem, "message": message}

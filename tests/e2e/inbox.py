@@ -1,4 +1,4 @@
-"""The caseworker's side over plain HTTP: log in, find a case in the queue, reply by form."""
+"""The caseworker's side over plain HTTP: log in (both factors), find a case, reply by form."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot.inbox import totp
+
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_SECRET = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7 ]+)<')
+CODE_PATH = "/inbox/login/code"
+SETUP_PATH = "/inbox/login/setup"
 _CASE_ROW = re.compile(
     r'<a href="/inbox/cases/(?P<case_id>[^"]+)"[^>]*>.*?</a>.*?<td>(?P<case_ref>[^<]+)</td>',
     re.S,
@@ -40,7 +45,8 @@ class InboxClient:
     async def close(self) -> None:
         await self.session.close()
 
-    async def login(self, username: str, password: str) -> None:
+    async def login(self, username: str, password: str, *, totp_secret: str) -> None:
+        """Password, then the TOTP code (or, on a first login, setup from the page's secret)."""
         async with self.session.get(f"{self.base_url}/inbox/login") as response:
             assert response.status == 200
             token = csrf_token(await response.text())
@@ -49,7 +55,28 @@ class InboxClient:
             f"{self.base_url}/inbox/login", data=form, allow_redirects=False
         ) as response:
             assert response.status == 303, await response.text()
-            assert response.headers["Location"] == "/inbox/"
+            step = response.headers["Location"]
+        assert step in (CODE_PATH, SETUP_PATH), step
+        async with self.session.get(f"{self.base_url}{step}") as response:
+            assert response.status == 200
+            page = await response.text()
+        if step == SETUP_PATH:
+            match = _SECRET.search(page)
+            assert match is not None, page[:2000]
+            totp_secret = match[1].replace(" ", "")
+        now = totp.current_step()
+        # This step's code, or the next one's if this one was used by an earlier login.
+        for code in (totp.code_at(totp_secret, now), totp.code_at(totp_secret, now + 1)):
+            form = {"csrf_token": csrf_token(page), "code": code}
+            async with self.session.post(
+                f"{self.base_url}{step}", data=form, allow_redirects=False
+            ) as response:
+                if response.status == 303:
+                    assert response.headers["Location"] == "/inbox/"
+                    return
+                assert response.status == 401, await response.text()
+                page = await response.text()
+        raise AssertionError(f"no TOTP code was accepted:\n{page[:2000]}")
 
     async def case_id(self, case_ref: str) -> str:
         async with self.session.get(f"{self.base_url}/inbox/") as response:

@@ -31,6 +31,7 @@ STOP_TIMEOUT = 10.0
 _LINK = re.compile(r"Child's chat link:\s*(?P<url>http://\S+/c/(?P<token>[A-Za-z0-9_-]+))")
 _INBOX = re.compile(r"Caseworker inbox:\s*(?P<url>http://\S+)")
 _LOGIN = re.compile(r"Login:\s*(?P<user>\S+)\s*/\s*(?P<password>\S+)")
+_TOTP = re.compile(r"TOTP secret:\s*(?P<secret>[A-Z2-7]+)")
 
 
 def free_port() -> int:
@@ -59,6 +60,7 @@ class DemoInfo:
     inbox_url: str
     username: str
     password: str
+    totp_secret: str  # the demo caseworker's second factor (what an authenticator app holds)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def rebased(info: DemoInfo, base_url: str) -> DemoInfo:
 def parse_demo_output(text: str) -> DemoInfo | None:
     """The links and the login from ``stemme demo`` output, or None while incomplete."""
     link, inbox, login = _LINK.search(text), _INBOX.search(text), _LOGIN.search(text)
-    if link is None or inbox is None or login is None:
+    totp = _TOTP.search(text)
+    if link is None or inbox is None or login is None or totp is None:
         return None
     return DemoInfo(
         chat_url=link["url"],
@@ -103,6 +106,7 @@ def parse_demo_output(text: str) -> DemoInfo | None:
         inbox_url=inbox["url"],
         username=login["user"],
         password=login["password"],
+        totp_secret=totp["secret"],
     )
 
 

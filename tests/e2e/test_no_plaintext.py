@@ -84,7 +84,7 @@ async def test_no_plaintext_in_database_files_or_logs(
         child_seq = await child.wait_ack("no-plaintext-child-1")
         inbox = InboxClient.new(server.base_url)
         try:
-            await inbox.login(demo.username, demo.password)
+            await inbox.login(demo.username, demo.password, totp_secret=demo.totp_secret)
             case_id = await inbox.case_id("DEMO-0001")
             await inbox.reply(case_id, REPLY_TEXT)
         finally:

@@ -14,23 +14,28 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from bot import appkeys
 from bot.app import create_app
 from bot.cases import NewCase, add_case, add_caseworker
 from bot.crypto import Keyring
+from bot.inbox import totp
 from bot.keys import KeyService
 from bot.router import Router, Stored
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.migrate import upgrade
-from bot.storage.models import Message, utcnow
+from bot.storage.models import Caseworker, Message, utcnow
 from channels.base import ChannelName, Inbound, ProviderMessageId
 from tests.helpers import mark_consented
 
 PASSWORD = "korrekt hest batteri hæfteklamme"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+TOTP_SECRET = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7 ]+)<')
+CODE_PATH = "/inbox/login/code"
+SETUP_PATH = "/inbox/login/setup"
 
 
 @dataclass
@@ -106,6 +111,49 @@ class InboxHarness:
     async def login(
         self, client: aiohttp.ClientSession, username: str, password: str = PASSWORD
     ) -> aiohttp.ClientResponse:
+        """Both factors, as a browser does them; the first answer that is not a step on.
+
+        After a right password comes the TOTP step: the code page, or on a first login the setup
+        page (its secret is read off the page, as a person would scan it). Returns the password
+        step's answer if that fails, else the code step's (303 to the queue when all is well).
+        """
+        response = await self.password_step(client, username, password)
+        return await self.second_step(client, username, response)
+
+    async def second_step(
+        self, client: aiohttp.ClientSession, username: str, response: aiohttp.ClientResponse
+    ) -> aiohttp.ClientResponse:
+        """The TOTP step after the password step's ``response`` (returned if it failed)."""
+        location = response.headers.get("Location", "")
+        if response.status != 303 or location not in (CODE_PATH, SETUP_PATH):
+            return response
+        if location == SETUP_PATH:
+            page = await client.get(SETUP_PATH)
+            assert page.status == 200, await page.text()
+            text = await page.text()
+            return await client.post(
+                SETUP_PATH,
+                data={
+                    "csrf_token": csrf_from(text),
+                    "code": totp.code_at(totp_secret_from(text), totp.current_step()),
+                },
+                allow_redirects=False,
+            )
+        page = await client.get(CODE_PATH)
+        assert page.status == 200, await page.text()
+        return await client.post(
+            CODE_PATH,
+            data={
+                "csrf_token": csrf_from(await page.text()),
+                "code": await self.totp_code(username),
+            },
+            allow_redirects=False,
+        )
+
+    async def password_step(
+        self, client: aiohttp.ClientSession, username: str, password: str = PASSWORD
+    ) -> aiohttp.ClientResponse:
+        """Only the first factor: the login form with username and password."""
         page = await client.get("/inbox/login")
         token = csrf_from(await page.text())
         return await client.post(
@@ -113,6 +161,41 @@ class InboxHarness:
             data={"username": username, "password": password, "csrf_token": token},
             allow_redirects=False,
         )
+
+    async def totp_secret(self, username: str) -> str:
+        """The account's TOTP secret (what its authenticator app holds)."""
+        async with self.db.read() as session:
+            worker = (
+                await session.exec(select(Caseworker).where(Caseworker.username == username))
+            ).one()
+        assert worker.totp_secret_enc is not None, f"{username} has no TOTP secret yet"
+        return totp.unseal(self.keys, worker.id, worker.totp_secret_enc)
+
+    async def totp_code(self, username: str) -> str:
+        """A code the server has not seen used yet for this account.
+
+        The current step's code, or the next step's (still accepted) if this one was used. If
+        both were used (a test logging the same person in a third time within half a minute),
+        the record of the last used step is moved back, as if that login was a minute ago,
+        like the tests that age a session.
+        """
+        secret = await self.totp_secret(username)
+        now = totp.current_step()
+        async with self.db.read() as session:
+            worker = (
+                await session.exec(select(Caseworker).where(Caseworker.username == username))
+            ).one()
+        last = worker.totp_last_step if worker.totp_last_step is not None else now - 2
+        step = max(now, last + 1)
+        if step > now + totp.DRIFT_STEPS:
+            async with self.db.write() as session:
+                await session.execute(
+                    update(Caseworker)
+                    .where(col(Caseworker.id) == worker.id)
+                    .values(totp_last_step=now - 2)
+                )
+            step = now
+        return totp.code_at(secret, step)
 
     async def logged_in(self, username: str) -> aiohttp.ClientSession:
         client = self.client()
@@ -129,6 +212,13 @@ class InboxHarness:
         async with self.db.read() as session:
             query = select(Message).where(Message.case_id == case_id).order_by(col(Message.seq))
             return list((await session.exec(query)).all())
+
+
+def totp_secret_from(page: str) -> str:
+    """The secret the setup page shows for typing into an app by hand."""
+    match = TOTP_SECRET.search(page)
+    assert match is not None, "no TOTP secret on the page"
+    return match.group(1).replace(" ", "")
 
 
 def csrf_from(page: str) -> str:

@@ -1,4 +1,7 @@
-"""Logging in and out: Argon2id, throttling, session cookies, fixation, expiry, login CSRF."""
+"""Logging in and out: Argon2id, throttling, session cookies, fixation, expiry, login CSRF.
+
+The second factor (TOTP) has its own file, ``test_totp.py``; here the helpers do it.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +14,26 @@ from argon2 import PasswordHasher
 from sqlalchemy import update
 from sqlmodel import select
 
+from bot.inbox import totp
 from bot.passwords import needs_rehash, verify_password
 from bot.storage.models import Caseworker, InboxSession, utcnow
-from tests.inbox.conftest import PASSWORD, InboxHarness, csrf_from, start, stop
+from tests.inbox.conftest import (
+    PASSWORD,
+    InboxHarness,
+    csrf_from,
+    start,
+    stop,
+    totp_secret_from,
+)
 
 GENERIC_ERROR = "Forkert brugernavn eller adgangskode"
 
 
 async def _sessions(inbox: InboxHarness) -> list[InboxSession]:
+    """Full inbox sessions (the short second-factor steps are not sessions of the inbox)."""
     async with inbox.db.read() as session:
-        return list((await session.exec(select(InboxSession))).all())
+        query = select(InboxSession).where(InboxSession.stage == "full")
+        return list((await session.exec(query)).all())
 
 
 async def test_login_success_sets_a_strict_httponly_session_cookie(inbox: InboxHarness) -> None:
@@ -31,7 +44,7 @@ async def test_login_success_sets_a_strict_httponly_session_cookie(inbox: InboxH
 
     assert response.status == 303
     assert response.headers["Location"] == "/inbox/"
-    cookie = SimpleCookie(response.headers.getall("Set-Cookie")[0])["stemme_session"]
+    cookie = _cookies(response)["stemme_session"]
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "Strict"
     assert cookie["path"] == "/"
@@ -58,9 +71,22 @@ async def test_https_public_url_uses_a_host_prefixed_secure_cookie(tmp_path: Pat
             allow_redirects=False,
         )
         assert response.status == 303
-        cookies = SimpleCookie()
-        for header in response.headers.getall("Set-Cookie"):
-            cookies.load(header)
+        assert response.headers["Location"] == "/inbox/login/setup"
+        step = _cookies(response)
+        assert "stemme_2fa" not in step and "__Host-stemme" not in step
+        assert step["__Host-stemme-2fa"]["secure"] is True
+        header = {"Cookie": f"__Host-stemme-2fa={step['__Host-stemme-2fa'].value}"}
+        page = await client.get("/inbox/login/setup", headers=header)
+        text = await page.text()
+        code = totp.code_at(totp_secret_from(text), totp.current_step())
+        done = await client.post(
+            "/inbox/login/setup",
+            data={"csrf_token": csrf_from(text), "code": code},
+            headers=header,
+            allow_redirects=False,
+        )
+        assert done.status == 303
+        cookies = _cookies(done)
         assert "stemme_session" not in cookies
         assert cookies["__Host-stemme"]["secure"] is True
         assert cookies["__Host-stemme"]["path"] == "/"
@@ -149,11 +175,15 @@ async def test_a_weak_hash_is_replaced_after_login(inbox: InboxHarness) -> None:
     assert verify_password(worker.password_hash, PASSWORD)
 
 
-def _session_token(response: aiohttp.ClientResponse) -> str:
+def _cookies(response: aiohttp.ClientResponse) -> SimpleCookie:
     cookies = SimpleCookie()
     for header in response.headers.getall("Set-Cookie"):
         cookies.load(header)
-    return cookies["stemme_session"].value
+    return cookies
+
+
+def _session_token(response: aiohttp.ClientResponse) -> str:
+    return _cookies(response)["stemme_session"].value
 
 
 async def test_login_never_adopts_a_session_cookie_the_browser_brought(
@@ -176,6 +206,7 @@ async def test_login_never_adopts_a_session_cookie_the_browser_brought(
         },
         allow_redirects=False,
     )
+    response = await inbox.second_step(victim, "anna", response)
 
     assert response.status == 303
     token = _session_token(response)

@@ -240,10 +240,13 @@ async def test_another_caseworker_cannot_acknowledge(inbox: InboxHarness) -> Non
     theirs = await bo.post(f"/inbox/cases/{case.case_id}/acknowledge", data={"csrf_token": csrf})
     missing = await bo.post("/inbox/cases/nope/acknowledge", data={"csrf_token": csrf})
 
-    assert theirs.status == missing.status == 404
+    assert (theirs.status, missing.status) == (403, 404)
     assert (await _state(inbox, case.case_id)).acknowledged_at is None
     async with inbox.db.read() as session:
-        assert (await session.exec(select(AuditEvent))).all() == []
+        events = (
+            await session.exec(select(AuditEvent).where(col(AuditEvent.case_id).is_not(None)))
+        ).all()
+    assert [e.action for e in events] == ["case.access_refused"]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Translation files agree with each other; the login throttle counts and forgets correctly."""
+"""Translation files agree with each other (the login throttle's tests: test_auth_throttle.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from bot.inbox.i18n import TRANSLATIONS, TranslationError, Translations, load_translations
-from bot.inbox.throttle import LoginThrottle
 
 
 def _table(language: str) -> dict[str, str]:
@@ -65,49 +64,3 @@ def test_unknown_language_falls_back_to_the_default() -> None:
         "1 ulæst",
         "3 ulæste",
     ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_throttle_locks_after_five_failures_within_the_window() -> None:
-    clock = FakeClock()
-    throttle = LoginThrottle(clock=clock)
-    for _ in range(4):
-        throttle.failed("anna")
-    assert not throttle.is_locked("anna")
-
-    throttle.failed("Anna")
-
-    assert throttle.is_locked("anna")
-    clock.now += 15 * 60 - 1
-    assert throttle.is_locked("anna")
-    clock.now += 2
-    assert not throttle.is_locked("anna")
-
-
-def test_throttle_forgets_failures_older_than_the_window() -> None:
-    clock = FakeClock()
-    throttle = LoginThrottle(clock=clock)
-    for _ in range(4):
-        throttle.failed("anna")
-    clock.now += 15 * 60 + 1
-
-    throttle.failed("anna")
-
-    assert not throttle.is_locked("anna")
-
-
-def test_throttle_success_clears_the_count() -> None:
-    throttle = LoginThrottle(clock=FakeClock())
-    for _ in range(4):
-        throttle.failed("anna")
-    throttle.succeeded("anna")
-    throttle.failed("anna")
-
-    assert not throttle.is_locked("anna")

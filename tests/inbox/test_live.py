@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 from sqlalchemy import update
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.storage.models import AuditEvent, Case, InboxSession, utcnow
 from tests.inbox.conftest import InboxHarness
@@ -133,7 +133,11 @@ async def test_another_caseworkers_case_is_forbidden(inbox: InboxHarness) -> Non
     assert unknown == {"type": "error", "error": "forbidden", "case_id": "no-such-case"}
     assert bad == {"type": "error", "error": "bad_request"}  # and nothing about the case leaked
     async with inbox.db.read() as session:
-        assert (await session.exec(select(AuditEvent))).all() == []
+        events = (
+            await session.exec(select(AuditEvent).where(col(AuditEvent.case_id).is_not(None)))
+        ).all()
+    # The refused watch of an existing case is audited; no transcript was read.
+    assert [(e.action, e.case_id) for e in events] == [("case.access_refused", case.case_id)]
     await ws.close()
 
 

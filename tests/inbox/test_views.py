@@ -72,7 +72,7 @@ async def test_opening_a_conversation_marks_it_read_and_audits(inbox: InboxHarne
     assert 'data-unread="0"' in _row(queue, case.case_id)
 
 
-async def test_another_caseworker_gets_404_and_no_audit(inbox: InboxHarness) -> None:
+async def test_another_caseworker_gets_403_and_the_attempt_is_audited(inbox: InboxHarness) -> None:
     await inbox.caseworker("anna")
     await inbox.caseworker("bo")
     case = await inbox.case("anna", ref="S-1")
@@ -86,10 +86,18 @@ async def test_another_caseworker_gets_404_and_no_audit(inbox: InboxHarness) -> 
         f"/inbox/cases/{case.case_id}/reply", data={"text": "hej", "csrf_token": csrf}
     )
 
-    assert page.status == missing.status == reply.status == 404
+    # Unknown: 404. Someone else's: 403 and an audit event per attempt (bot.inbox.access).
+    assert missing.status == 404
+    assert page.status == reply.status == 403
     assert "hej" not in await page.text()
     async with inbox.db.read() as session:
-        assert (await session.exec(select(AuditEvent))).all() == []
+        events = (
+            await session.exec(select(AuditEvent).where(col(AuditEvent.case_id).is_not(None)))
+        ).all()
+    assert [(e.action, e.case_id) for e in events] == [
+        ("case.access_refused", case.case_id),
+        ("case.access_refused", case.case_id),
+    ]
     [message] = await inbox.messages(case.case_id)
     assert message.read_at is None
     assert await _outbound(inbox, case.case_id) == []

@@ -40,12 +40,14 @@
     var meta = el("p", "msg-meta");
     var dirLabel = m.direction === "in" ? transcript.dataset.dirIn : transcript.dataset.dirOut;
     meta.appendChild(el("span", "visually-hidden", dirLabel + ":"));
-    meta.appendChild(el("span", "msg-author", m.author_label));
+    meta.appendChild(el("bdi", "msg-author", m.author_label));
     var time = el("time", null, m.time_label);
     time.setAttribute("datetime", String(m.created_at));
     meta.appendChild(time);
     item.appendChild(meta);
-    item.appendChild(el("p", "msg-text", m.text));
+    var text = el("p", "msg-text", m.text);
+    text.setAttribute("dir", "auto"); // a child's right-to-left text must not turn the page
+    item.appendChild(text);
     if (m.state_label) {
       var state = el("p", "msg-state state-" + safeToken(m.delivery_state), m.state_label);
       state.dataset.role = "state";
@@ -114,12 +116,15 @@
       if (change.urgent_label) { flag.textContent = String(change.urgent_label); }
     }
     var body = row.parentNode;
+    var waitingBefore = row.dataset.unanswered === "1";
+    if (unread > 0) { row.dataset.unanswered = "1"; row.classList.add("is-unanswered"); }
     if (urgent) {
       body.insertBefore(row, body.firstChild);
-    } else if (unread > 0) {
-      // Unread cases come right after the urgent ones.
+    } else if (unread > 0 && !waitingBefore) {
+      // A new wait: after the urgent cases and after those who have waited longer.
       var after = body.firstChild;
-      while (after && (after === row || (after.dataset && after.dataset.urgent === "1"))) {
+      while (after && (after === row || (after.dataset &&
+             (after.dataset.urgent === "1" || after.dataset.unanswered === "1")))) {
         after = after.nextSibling;
       }
       body.insertBefore(row, after);
@@ -239,6 +244,37 @@
     });
   }
 
-  if (form && transcript) { enhanceReplyForm(); }
+  // -- reply aids: canned replies and the chosen channel's warnings ------------------------------
+
+  function enhanceReplyAids() {
+    var textarea = document.getElementById("reply-text");
+    var buttons = document.querySelectorAll("button.canned-insert");
+    Array.prototype.forEach.call(buttons, function (button) {
+      button.addEventListener("click", function () {
+        // Inserted at the cursor as plain text; the caseworker edits it before sending.
+        var insert = String(button.dataset.text || "");
+        var start = textarea.selectionStart || 0;
+        var end = textarea.selectionEnd || 0;
+        var value = textarea.value;
+        textarea.value = value.slice(0, start) + insert + value.slice(end);
+        textarea.focus();
+        textarea.selectionStart = textarea.selectionEnd = start + insert.length;
+      });
+    });
+    var list = document.getElementById("reply-warnings");
+    var select = document.getElementById("reply-channel");
+    if (!list) { return; }
+    function showWarnings() {
+      var chosen = select && !select.disabled && select.value ? select.value : list.dataset.defaultIdentity;
+      var items = list.querySelectorAll("li[data-identity]");
+      Array.prototype.forEach.call(items, function (item) {
+        item.hidden = Boolean(chosen) && item.dataset.identity !== chosen;
+      });
+    }
+    if (select) { select.addEventListener("change", showWarnings); }
+    showWarnings();
+  }
+
+  if (form && transcript) { enhanceReplyForm(); enhanceReplyAids(); }
   if (transcript || queue) { connect(); }
 })();
