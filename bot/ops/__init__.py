@@ -1,1 +1,3 @@
-"""Operating Stemme on a municipality's servers: configuration check, backup and restore."""
+"""Operating Stemme on a municipality's servers: configuration check, backup and restore,
+readiness (``health``), Prometheus metrics (``metrics``), redacted logs (``logs``) and the
+request-body deadline (``limits``)."""
