@@ -10,8 +10,11 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import platform
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("inbound", "outbound", "sockets", "inbox")
 
 
-async def run(names: list[str], dbs: list[str], quick: bool, work: Path) -> dict[str, Any]:
+async def run(
+    names: list[str],
+    dbs: list[str],
+    quick: bool,
+    work: Path,
+    save: Callable[[dict[str, Any]], object],
+) -> dict[str, Any]:
     servers.raise_nofile()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = _Saving(save)
     d = inbound.Durations(seconds=3.0, warmup=1.0) if quick else inbound.Durations()
     if "inbound" in names:
         out["baseline"] = await inbound.run_baseline(d, work)
@@ -51,6 +60,18 @@ async def run(names: list[str], dbs: list[str], quick: bool, work: Path) -> dict
         cases, messages = (100, 500) if quick else (1000, 5000)
         out["inbox"] = await inbox.run(cases, messages, work)
     return out
+
+
+class _Saving(dict[str, Any]):
+    """Results that are written out as each scenario finishes (a long run keeps what it has)."""
+
+    def __init__(self, save: Callable[[dict[str, Any]], object]) -> None:
+        super().__init__()
+        self._save = save
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._save(dict(self))
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
@@ -102,18 +123,27 @@ def main() -> None:
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     dbs = [d.strip() for d in args.db.split(",") if d.strip()]
+    started = time.monotonic()
+    run_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+    def save(results: dict[str, Any]) -> dict[str, Any]:
+        document = {
+            "run_at": run_at,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "scenarios": names,
+            "quick": args.quick,
+            "elapsed_s": round(time.monotonic() - started, 1),
+            **headline(results),
+            "results": results,
+        }
+        RESULTS.mkdir(exist_ok=True)
+        text = json.dumps(document, indent=2) + "\n"
+        (RESULTS / "latest.json").write_text(text, encoding="utf-8")
+        return document
+
     with tempfile.TemporaryDirectory(prefix="stemme-bench-") as tmp:
-        results = asyncio.run(run(names, dbs, args.quick, Path(tmp)))
-    document = {
-        "run_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "scenarios": names,
-        "quick": args.quick,
-        **headline(results),
-        "results": results,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        results = asyncio.run(run(names, dbs, args.quick, Path(tmp), save))
+    document = save(dict(results))
     print_table({k: v for k, v in document.items() if k != "results"})
     print_table(results)
 

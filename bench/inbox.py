@@ -19,9 +19,12 @@ import aiohttp
 
 from bench import servers
 from bench.seed import PASSWORD, WORKER, Seeder
+from bot.inbox import totp
 
 ROUNDS = 15
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+SECRET = re.compile(r'id="totp-secret"[^>]*>([A-Z2-7 ]+)<')
+SETUP = "/inbox/login/setup"
 
 
 async def run(cases: int, messages: int, work: Path) -> dict[str, Any]:
@@ -50,6 +53,16 @@ async def run(cases: int, messages: int, work: Path) -> dict[str, Any]:
         assert token is not None
         form = {"username": WORKER, "password": PASSWORD, "csrf_token": token.group(1)}
         async with web.post("/inbox/login", data=form, allow_redirects=False) as response:
+            assert response.status == 303, response.status
+            assert response.headers["Location"] == SETUP, response.headers["Location"]
+        # A new account: TOTP is set up on the first login, from the secret the page shows.
+        async with web.get(SETUP) as page:
+            text = await page.text()
+        token, secret = CSRF.search(text), SECRET.search(text)
+        assert token is not None and secret is not None
+        code = totp.code_at(secret.group(1).replace(" ", ""), totp.current_step())
+        form = {"csrf_token": token.group(1), "code": code}
+        async with web.post(SETUP, data=form, allow_redirects=False) as response:
             assert response.status == 303, response.status
         queue = await _time(web, "/inbox/")
         conversation = await _time(web, f"/inbox/cases/{long.case_id}")

@@ -40,6 +40,7 @@ class ChatBackend:
         self.router = router
         self._texts = texts
         self.default_language = default_language
+        self._reads: dict[tuple[str, int, int], asyncio.Future[list[ChatLine]]] = {}
 
     async def open(self, token: str) -> ChatIdentity | None:
         index = self.keys.address_index(WEBCHAT, token)
@@ -63,7 +64,23 @@ class ChatBackend:
         return ChatIdentity(identity_id=identity.id, case_id=case.id, language=case.language)
 
     async def lines_after(self, identity: ChatIdentity, after: int) -> list[ChatLine]:
-        """The conversation on this link after ``after``, oldest first (at most 500 at once)."""
+        """The conversation on this link after ``after``, oldest first (at most 500 at once).
+
+        A push wakes every socket of the case at once (a child with the chat open on several
+        devices), and each asks for the same lines: they share one read. A read is shared only
+        with callers that came at the same hub generation of the case, i.e. it started after
+        every commit those callers were told about, so nobody gets lines older than its push.
+        """
+        topic = f"case:{identity.case_id}"
+        key = (identity.identity_id, after, self.hub.generation(topic))
+        shared = self._reads.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._read_lines(identity, after))
+            self._reads[key] = shared
+            shared.add_done_callback(lambda _: self._reads.pop(key, None))
+        return list(await asyncio.shield(shared))
+
+    async def _read_lines(self, identity: ChatIdentity, after: int) -> list[ChatLine]:
         async with self.db.read() as session:
             rows = (
                 await session.exec(
@@ -72,6 +89,8 @@ class ChatBackend:
                         Message.case_id == identity.case_id,
                         Message.identity_id == identity.identity_id,
                         col(Message.seq) > after,
+                        # Removed after filing: gone from the child's screen too.
+                        col(Message.body_enc).is_not(None),
                         or_(
                             Message.direction == Direction.INBOUND.value,
                             Message.delivery_state != DeliveryState.FAILED.value,

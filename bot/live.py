@@ -23,8 +23,14 @@ class Hub:
     def __init__(self, *, queue_size: int = 1000) -> None:
         self._subscribers: defaultdict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
         self._queue_size = queue_size
+        self._published: defaultdict[str, int] = defaultdict(int)
+
+    def generation(self, topic: str) -> int:
+        """How many events ``topic`` has had: a read started now has seen all their commits."""
+        return self._published.get(topic, 0)
 
     def publish(self, topic: str, event: Event) -> None:
+        self._published[topic] += 1
         for queue in list(self._subscribers.get(topic, ())):
             try:
                 queue.put_nowait(event)

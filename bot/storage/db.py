@@ -4,6 +4,12 @@ SQLite is the embedded default: WAL journal, ``synchronous=FULL`` (a commit surv
 and every write transaction starts with ``BEGIN IMMEDIATE`` so two writers never deadlock on a
 lock upgrade. Inside one process, writers also queue on an asyncio lock instead of spinning on
 SQLite's busy timeout. PostgreSQL (asyncpg) is chosen by the URL and needs neither.
+
+The hot path (inbound messages) writes through :attr:`Database.group`, which lets concurrent
+requests share one durable transaction (``bot/storage/group.py``). On SQLite, statements go
+run on the event loop, not a thread per hop (``bot/storage/inline_sqlite.py``), and the pool is
+fixed-size: connections are opened once, not per burst (each new one is a thread, four PRAGMAs
+and a schema read).
 """
 
 from __future__ import annotations
@@ -12,14 +18,22 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage.group import GroupWriter, Work
+from bot.storage.inline_sqlite import inline_url
+
 _WRITE = "stemme_write"
+T = TypeVar("T")
+# SQLite: enough connections for the concurrent readers of a busy server, never more (overflow
+# connections were opened and closed per burst). PostgreSQL: room for several app processes.
+SQLITE_POOL = 24
+PG_POOL, PG_OVERFLOW = 10, 20
 
 
 class Database:
@@ -29,19 +43,31 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
+        engine_url: Any = url
         if self.is_sqlite:
             path = url.split(":///", 1)[1] if ":///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 # SQLite gives -wal and -shm the main file's mode: owner only, like the keys.
                 Path(path).touch(mode=0o600, exist_ok=True)
+                kwargs.update(pool_size=SQLITE_POOL, max_overflow=0)
             kwargs["connect_args"] = {"timeout": 30}
+            engine_url = inline_url(url)
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+            kwargs.update(pool_size=PG_POOL, max_overflow=PG_OVERFLOW, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(engine_url, **kwargs)
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        self.group = GroupWriter(self.write)
+
+    async def grouped(self, work: Work[T]) -> T:
+        """Run ``work(session)`` in a transaction shared with concurrent callers (group commit).
+
+        Returns only after that transaction has committed. ``work`` may run twice (alone, after
+        a shared transaction failed), so its effects must stay inside the session.
+        """
+        return await self.group.run(work)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -59,6 +85,7 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
+        await self.group.aclose()
         await self.engine.dispose()
 
 
