@@ -21,8 +21,13 @@ from bot.engine.conversation import ConversationBot
 from bot.engine.enrolment import Enrolment
 from bot.engine.safety import SafetyChecker
 from bot.inbox.routes import setup_inbox
-from bot.keys import KeyService, load_keyring
+from bot.keys import KeyService, key_file_of, load_keyring
 from bot.live import Hub
+from bot.live_pg import PgHub, asyncpg_dsn
+from bot.ops.health import readyz
+from bot.ops.limits import body_deadline
+from bot.ops.logs import quiet_chatty_libraries
+from bot.ops.metrics import METRICS, Metrics, serve_metrics
 from bot.outbox import OutboxWorker
 from bot.router import Router
 from bot.scheduler import Scheduler
@@ -52,16 +57,20 @@ def create_app(
     settings: Settings, *, keyring: Keyring | None = None, run_outbox: bool = True
 ) -> web.Application:
     """Build the aiohttp application. Nothing is connected until the app starts."""
-    # httpx logs request URLs at INFO (the Telegram URL holds the bot token) and
-    # python-telegram-bot logs message content at DEBUG: neither may reach our logs.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("telegram").setLevel(logging.INFO)
-    app = web.Application(middlewares=[security_headers], client_max_size=256 * 1024)
+    # httpx, python-telegram-bot and twilio log request content: keep it out of our logs.
+    quiet_chatty_libraries()
+    app = web.Application(
+        middlewares=[security_headers, body_deadline(settings.request_body_timeout)],
+        client_max_size=256 * 1024,
+    )
     db = Database(settings.effective_database_url)
-    keys = KeyService(keyring or load_keyring(settings))
-    hub = Hub()
+    keys = KeyService(
+        keyring or load_keyring(settings),
+        key_file=key_file_of(settings) if keyring is None else None,  # picks up rotations
+    )
+    # Several processes on one PostgreSQL: live updates cross processes via LISTEN/NOTIFY.
+    hub = Hub() if db.is_sqlite else PgHub(asyncpg_dsn(settings.effective_database_url))
     texts = Texts.load()
-    sinks = build_sinks(settings)
     channels: dict[str, Channel] = {}
     capabilities = providers.capabilities()
     instruments = load_instruments(licence_holders=settings.licence_holder_names)
@@ -75,6 +84,7 @@ def create_app(
                 [f"{settings.instruments_dir}: id already used by a built-in instrument: {clash}"]
             )
         instruments |= extra
+    sinks = build_sinks(settings, instruments=instruments)
     checkins = Checkins(
         texts=texts,
         instruments=instruments,
@@ -130,7 +140,18 @@ def create_app(
         alert=provider_channels.alert_oncall,
     )
     router.wake_outbox = outbox.wake
-    scheduler = Scheduler(db=db, keys=keys, router=router, bot=bot, checkins=checkins)
+    metrics = Metrics()
+    metrics.watch_channels(channels)
+    router.metrics = outbox.metrics = metrics
+    app[METRICS] = metrics
+    scheduler = Scheduler(
+        db=db,
+        keys=keys,
+        router=router,
+        bot=bot,
+        checkins=checkins,
+        retention=dt.timedelta(days=settings.retention_days),
+    )
 
     app[appkeys.SETTINGS] = settings
     app[appkeys.DB] = db
@@ -149,10 +170,14 @@ def create_app(
     provider_channels.register_routes(app, router.route, router.record_status)
     setup_inbox(app)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", serve_metrics)
     app.router.add_get(SCHEMA_PATH, serve_schema)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await provider_channels.start()
+        if isinstance(hub, PgHub):
+            await hub.start()
         tasks = []
         if run_outbox:
             tasks.append(spawn(outbox.run(), name="outbox"))
@@ -167,6 +192,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await provider_channels.stop()
+        if isinstance(hub, PgHub):
+            await hub.stop()
         for channel in channels.values():
             await channel.aclose()
         for sink in sinks:

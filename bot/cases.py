@@ -14,7 +14,14 @@ from bot.ids import uuid7
 from bot.keys import KeyService
 from bot.passwords import hash_password
 from bot.storage.db import Database
-from bot.storage.models import Case, Caseworker, ChannelIdentity, ConversationState, Role
+from bot.storage.models import (
+    Case,
+    Caseworker,
+    ChannelIdentity,
+    ConversationState,
+    Role,
+    Team,
+)
 
 WEBCHAT = "webchat"
 
@@ -34,8 +41,19 @@ async def add_caseworker(
     password: str,
     role: Role = Role.CASEWORKER,
     language: str = "da",
+    team: str | None = None,
 ) -> str:
+    """Add a caseworker; ``team`` is a team's name (``stemme team add``).
+
+    Raises:
+        NotFound: no team has that name.
+    """
     async with db.write() as session:
+        team_id = None
+        if team is not None:
+            team_id = (await session.exec(select(Team.id).where(Team.name == team))).first()
+            if team_id is None:
+                raise NotFound("team")
         worker = Caseworker(
             id=uuid7(),
             username=username,
@@ -43,6 +61,7 @@ async def add_caseworker(
             password_hash=hash_password(password),
             role=role.value,
             language=language,
+            team_id=team_id,
         )
         session.add(worker)
     return worker.id

@@ -3,18 +3,29 @@
 stemme init                      create the key file (demo) and migrate the database
 stemme serve                     run the service
 stemme demo                      fictional caseworker and case; print the links and login
-stemme user add USERNAME         add a caseworker (password from STEMME_NEW_PASSWORD or a prompt)
+stemme user add USERNAME         add a caseworker (password from STEMME_NEW_PASSWORD or a prompt;
+                                 TOTP is set up at their first login)
+stemme user reset-2fa USERNAME   forget their TOTP secret and end their sessions
+stemme user disable USERNAME     no more logins; their sessions end at once
+stemme team add NAME             a team (then `stemme user add … --team NAME --role team_lead`)
+stemme audit verify              walk the audit log's hash chain (exit 1 names the first bad row)
+stemme demo --code               the demo caseworker's current TOTP code (not in production)
 stemme case add REF --caseworker USERNAME --birth-date YYYY-MM-DD --name NAME
 stemme case invite REF [--channels sms,webchat] [--qr DIR]   enrolment code, link, QR code
+stemme case close REF            no more bot messages, check-ins or rights notes
+stemme case shred REF            destroy a closed, fully filed case's data key (after retention)
 stemme phone --channel sms|telegram|messenger [--from ADDRESS]   text the demo as a child
 stemme safety check              JSON verdict per stdin line (for tuning the lexicon)
 stemme keys generate             print a new keyring for STEMME_KEY_FILE
+stemme keys rotate | rewrap      a new master key version; re-wrap the case keys to it (online)
+stemme keys retire VERSION       drop an old master key version nothing references any more
 stemme check-config [--processes N]   what is missing or insecure; the webhook URLs to paste
 stemme backup DEST               the database (never the keys) into the new directory DEST
 stemme restore SRC [--force]     a backup into the configured database
 stemme caselog status | retry | dead-letters   participation entries waiting, filed, dead
 stemme caselog receive --port N --secret whsec_…   a reference receiver for the webhook sink
 stemme caselog secret            print a new whsec_ signing secret
+stemme caselog retention [--dry-run]   remove local copies filed longer ago than retention
 """
 
 from __future__ import annotations
@@ -35,8 +46,10 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from bot import keyrotation
 from bot.app import create_app
 from bot.caselog import admin as caselog_admin
+from bot.caselog import retention_cli
 from bot.caselog.receiver import run_receiver
 from bot.cases import add_case, add_caseworker, set_password, webchat_tokens
 from bot.crypto import Keyring
@@ -44,17 +57,20 @@ from bot.engine.conversation import COPENHAGEN
 from bot.engine.enrolment import Enrolment, NewInvitation
 from bot.engine.safety import SafetyChecker, check_lines
 from bot.errors import NotFound
+from bot.inbox import admin_cli
+from bot.inbox.teams import TeamError, add_team, team_id_by_name
 from bot.keys import KeyService, load_keyring
 from bot.ops import backup as ops_backup
 from bot.ops.check_config import check
 from bot.ops.config_report import exit_status, report
 from bot.ops.errors import OpsError
 from bot.ops.facts import gather_facts
+from bot.ops.logs import configure_logging
 from bot.phone import DEFAULT_ADDRESSES, run_phone
 from bot.settings import ConfigError, Settings
 from bot.storage.db import Database
 from bot.storage.migrate import upgrade
-from bot.storage.models import Case, Caseworker
+from bot.storage.models import Case, Caseworker, Role
 from consent.qr import qr_png, qr_svg
 from prompts.instruments import InstrumentError
 from prompts.safety import LexiconError
@@ -65,6 +81,7 @@ log = logging.getLogger("stemme")
 T = TypeVar("T")
 DEMO_USER = "demo"
 DEMO_CASE = "DEMO-0001"
+DEMO_TEAM = "Demo-team (fiktivt)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,8 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # check-config reports every problem itself instead of stopping at the first.
         settings = Settings.from_env(validate=getattr(args, "validate_settings", True))
-        if settings.log_level.upper() in logging.getLevelNamesMapping():  # else check-config says
-            logging.getLogger().setLevel(settings.log_level.upper())
+        configure_logging(settings)  # redacted, text or JSON; a bad level: check-config says
         result: int = args.func(settings, args)
         return result
     except ConfigError as exc:
@@ -101,16 +117,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve = sub.add_parser("serve", help="run the service")
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser("demo", help="create demo data and print how to use it").set_defaults(
-        func=cmd_demo
-    )
+    demo = sub.add_parser("demo", help="create demo data and print how to use it")
+    demo.add_argument("--code", action="store_true", help="print the demo login's TOTP code")
+    demo.set_defaults(func=cmd_demo)
 
     user = sub.add_parser("user", help="caseworker accounts").add_subparsers(required=True)
     user_add = user.add_parser("add", help="add a caseworker")
     user_add.add_argument("username")
     user_add.add_argument("--name", required=True, help="display name")
     user_add.add_argument("--language", choices=["da", "en"], default="da")
+    user_add.add_argument("--role", choices=[r.value for r in Role], default=Role.CASEWORKER)
+    user_add.add_argument("--team", default=None, help="team name (stemme team add NAME)")
     user_add.set_defaults(func=cmd_user_add)
+    for name, func, text in (
+        ("reset-2fa", admin_cli.cmd_user_reset_2fa, "forget the TOTP secret; set up anew"),
+        ("disable", admin_cli.cmd_user_disable, "disable the account and end its sessions"),
+    ):
+        command = user.add_parser(name, help=text)
+        command.add_argument("username")
+        command.set_defaults(func=func)
+    team = sub.add_parser("team", help="teams of caseworkers").add_subparsers(required=True)
+    team_add = team.add_parser("add", help="add a team (then: stemme user add --team NAME)")
+    team_add.add_argument("name")
+    team_add.set_defaults(func=cmd_team_add)
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(required=True)
+    audit.add_parser("verify", help="check the hash chain (exit 1: broken)").set_defaults(
+        func=admin_cli.cmd_audit_verify
+    )
 
     case = sub.add_parser("case", help="cases").add_subparsers(required=True)
     case_add = case.add_parser("add", help="add a case and print the child's web chat link")
@@ -132,6 +165,14 @@ def _parser() -> argparse.ArgumentParser:
         "--qr", type=Path, help="write the link's QR code as PNG and SVG here"
     )
     case_invite.set_defaults(func=cmd_case_invite)
+    case_close = case.add_parser("close", help="close a case: no more bot messages or check-ins")
+    case_close.add_argument("case_ref")
+    case_close.set_defaults(func=retention_cli.cmd_case_close)
+    case_shred = case.add_parser(
+        "shred", help="destroy a closed, fully filed case's data key (after retention)"
+    )
+    case_shred.add_argument("case_ref")
+    case_shred.set_defaults(func=retention_cli.cmd_case_shred)
 
     phone = sub.add_parser("phone", help="text the running demo as a child (sandbox providers)")
     phone.add_argument("--channel", choices=["sms", "telegram", "messenger"], default="sms")
@@ -147,6 +188,20 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("generate", help="print a new keyring (JSON)").set_defaults(
         func=cmd_keys_generate
     )
+    for name, helptext in (
+        ("rotate", "add a master key version and re-wrap every case key to it"),
+        ("rewrap", "re-wrap every case key to the current master key version"),
+    ):
+        rewrap = keys.add_parser(name, help=helptext)
+        rewrap.add_argument("--batch", type=int, default=100, help="case keys per transaction")
+        rewrap.set_defaults(func=cmd_keys_rotate if name == "rotate" else cmd_keys_rewrap)
+        if name == "rotate":
+            rewrap.add_argument(
+                "--no-rewrap", action="store_true", help="only add the version (restart first)"
+            )
+    retire = keys.add_parser("retire", help="remove a master key version nothing needs")
+    retire.add_argument("version", type=int)
+    retire.set_defaults(func=cmd_keys_retire)
 
     check_config = sub.add_parser(
         "check-config", help="what is missing or insecure, and the webhook URLs (exit 1: fix)"
@@ -176,6 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     caselog.add_parser("dead-letters", help="list dead-lettered entries").set_defaults(
         func=cmd_caselog_dead_letters
     )
+    retention = caselog.add_parser(
+        "retention", help="remove local copies of entries filed longer ago than retention"
+    )
+    retention.add_argument("--dry-run", action="store_true", help="only count; change nothing")
+    retention.set_defaults(func=retention_cli.cmd_caselog_retention)
     caselog.add_parser("secret", help="print a new webhook signing secret").set_defaults(
         func=cmd_caselog_secret, validate_settings=False
     )
@@ -217,14 +277,20 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     if settings.production:
         raise ConfigError("`stemme demo` creates fictional accounts and is refused in production.")
+    if getattr(args, "code", False):
+        print(admin_cli.demo_code(settings, DEMO_USER))
+        return 0
     cmd_init(settings, args)
     password = "-".join(secrets.token_hex(2) for _ in range(3))
     token = asyncio.run(_demo(settings, password))
+    totp_secret, totp_uri = asyncio.run(admin_cli.demo_totp(settings, DEMO_USER))
     print()
     print("Stemme demo — fictional data only")
     print(f"  Child's chat link: {settings.public_url('/c/' + token)}")
     print(f"  Caseworker inbox:  {settings.public_url('/inbox/')}")
     print(f"  Login:             {DEMO_USER} / {password}")
+    print(f"  TOTP secret:       {totp_secret}  (code now: stemme demo --code)")
+    print(f"  TOTP app link:     {totp_uri}")
     if settings.sandbox_active:
         invitation = asyncio.run(_invite(settings, DEMO_CASE, ["sms", "telegram", "messenger"]))
         print(f"  Text as the child: stemme phone --channel sms  (send {invitation.code})")
@@ -241,9 +307,16 @@ async def _demo(settings: Settings, password: str) -> str:
                 await session.exec(select(Caseworker).where(Caseworker.username == DEMO_USER))
             ).first()
             case = (await session.exec(select(Case).where(Case.case_ref == DEMO_CASE))).first()
+            has_team = await team_id_by_name(session, DEMO_TEAM) is not None
+        if not has_team:
+            await add_team(db, DEMO_TEAM)
         if worker is None:
             await add_caseworker(
-                db, username=DEMO_USER, display_name="Sanne Demo (fiktiv)", password=password
+                db,
+                username=DEMO_USER,
+                display_name="Sanne Demo (fiktiv)",
+                password=password,
+                team=DEMO_TEAM,
             )
         else:
             await set_password(db, username=DEMO_USER, password=password)
@@ -342,13 +415,29 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
                     display_name=args.name,
                     password=password,
                     language=args.language,
+                    role=Role(args.role),
+                    team=args.team,
                 ),
             )
         )
+    except NotFound:
+        print(f"stemme: no team called {args.team!r} (stemme team add NAME)", file=sys.stderr)
+        return 1
     except IntegrityError:
         print(f"stemme: user {args.username!r} exists already", file=sys.stderr)
         return 1
-    print(f"Added caseworker {args.username}.")
+    # No TOTP secret here: it is made and shown at their first login, on their own screen.
+    print(f"Added caseworker {args.username}. They set up TOTP at their first login.")
+    return 0
+
+
+def cmd_team_add(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(_with_db(settings, lambda db: add_team(db, args.name)))
+    except TeamError as exc:
+        print(f"stemme: {exc}", file=sys.stderr)
+        return 1
+    print(f"Added team {args.name.strip()}.")
     return 0
 
 
@@ -379,6 +468,20 @@ def cmd_case_add(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_keys_generate(settings: Settings, args: argparse.Namespace) -> int:
     print(Keyring.generate().to_json())
     return 0
+
+
+def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(
+        keyrotation.rotate_command(settings, batch=args.batch, rewrap=not args.no_rewrap)
+    )
+
+
+def cmd_keys_rewrap(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(keyrotation.rewrap_command(settings, batch=args.batch))
+
+
+def cmd_keys_retire(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(keyrotation.retire_command(settings, args.version))
 
 
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:

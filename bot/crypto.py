@@ -15,7 +15,8 @@ Errors::
     CryptoError                  base class; messages never contain plaintext or key bytes
     ├── DecryptionError          tampered, truncated, malformed, moved or wrong key
     ├── UnknownKeyVersion        blob names a key version we do not hold (.version, .kind)
-    └── KeyDestroyed             the case's data key was destroyed (.case_id); raised by key stores
+    ├── KeyDestroyed             the case's data key was destroyed (.case_id); raised by key stores
+    └── DataErased               the ciphertext itself is gone (NULL): removed after filing
 
 Invalid arguments and malformed key configuration raise ``ValueError`` instead.
 """
@@ -87,6 +88,10 @@ class KeyDestroyed(CryptoError):
 
     def __reduce__(self) -> tuple[type[KeyDestroyed], tuple[str]]:
         return (type(self), (self.case_id,))
+
+
+class DataErased(CryptoError):
+    """The stored value was erased (retention after filing, or crypto-shredding): it is NULL."""
 
 
 def _encode(*parts: str | int) -> bytes:

@@ -23,13 +23,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from sqlalchemy import and_, exists, or_
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.caselog.entries import FIELD as ENTRY_FIELD
 from bot.caselog.entries import TABLE as ENTRY_TABLE
 from bot.caselog.entries import EntryDraft, add_entry
 from bot.caselog.sinks import Sink, SinkError
+from bot.crypto import data_key_version_of
 from bot.keys import KeyService
 from bot.live import Hub
+from bot.ops.metrics import Metrics, reason_label
 from bot.router import BODY, MESSAGE_TABLE, apply_delivery_state, apply_early_statuses
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -41,6 +44,7 @@ from bot.storage.models import (
     OutboxStatus,
     ParticipationEntry,
     PendingReply,
+    SecureLink,
     utcnow,
 )
 from channels.base import Button, Channel, ChannelName, DeliveryState, Outbound
@@ -53,6 +57,7 @@ LEASE = dt.timedelta(seconds=60)
 # START: Twilio 21610 (the child answered STOP to the carrier) and a blocked Telegram bot.
 BLOCKING_CODES = frozenset({"21610", "blocked"})
 OPTED_OUT_REASON = "Barnet har stoppet beskeder fra dette nummer. Der kan sendes igen efter START."
+PAUSED_REASON = "Rådgiveren har sat kanalen på pause."
 GIVE_UP_AFTER = dt.timedelta(hours=72)
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 15 * 60.0
@@ -91,6 +96,7 @@ class OutboxWorker:
         sinks: Sequence[Sink],
         poll_seconds: float = 1.0,
         batch: int = 50,
+        follow: int = 16,
         render: Callable[[str, str, Mapping[str, object]], str] | None = None,
         alert: Callable[[Mapping[str, object]], Awaitable[bool]] | None = None,
     ) -> None:
@@ -103,8 +109,11 @@ class OutboxWorker:
         self.sinks = sinks
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.follow = follow
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
+        self._retrying: set[str] = set()  # jobs put back this round; later ones of the case wait
+        self.metrics = Metrics()  # create_app shares one registry with the router
 
     def wake(self) -> None:
         self._wake.set()
@@ -182,13 +191,53 @@ class OutboxWorker:
             query = query.with_for_update(skip_locked=True, of=Outbox)
         async with self.db.write() as session:
             jobs = list((await session.exec(query)).all())
+            for head in list(jobs):
+                jobs += await self._followers(session, head, now)
             for job in jobs:
                 job.claimed_by = self.worker_id
                 job.claimed_until = now + LEASE
         return jobs
 
+    async def _followers(
+        self, session: AsyncSession, head: Outbox, now: dt.datetime
+    ) -> list[Outbox]:
+        """The jobs right after ``head`` in its case, claimable with it (run after it, in order).
+
+        One job per case per round made a backlog of one busy case drain at one job per round;
+        a run of consecutive due jobs is taken at once instead. The run stops at the first job
+        that is not due or is leased, so no job is ever claimed ahead of an earlier one.
+        """
+        if head.case_id is None or self.follow <= 1:
+            return []
+        query = (
+            select(Outbox)
+            .where(
+                Outbox.case_id == head.case_id,
+                Outbox.kind == head.kind,
+                Outbox.status == OutboxStatus.PENDING.value,
+                col(Outbox.seq) > head.seq,
+            )
+            .order_by(col(Outbox.seq))
+            .limit(self.follow - 1)
+        )
+        if not self.db.is_sqlite:
+            # No SKIP LOCKED: a locked follower must not be jumped over. Only the holder of the
+            # head can hold them, and we hold the head.
+            query = query.with_for_update(of=Outbox)
+        run: list[Outbox] = []
+        for job in (await session.exec(query)).all():
+            leased = job.claimed_until is not None and job.claimed_until >= now
+            if job.next_attempt_at > now or leased:
+                break
+            run.append(job)
+        return run
+
     async def _run_case(self, jobs: list[Outbox]) -> None:
+        held: set[str] = set()  # kinds whose earlier job is waiting for a retry
         for job in sorted(jobs, key=lambda j: (j.kind, j.seq)):
+            if job.kind in held:
+                await self._release(job)  # claimed behind a job that must go first
+                continue
             try:
                 if job.kind == "deliver":
                     await self._deliver(job)
@@ -203,6 +252,17 @@ class OutboxWorker:
             except Exception as exc:
                 log.warning("outbox job %s (%s) failed: %s", job.id, job.kind, type(exc).__name__)
                 await self._retry(job, error=type(exc).__name__)
+            if job.id in self._retrying:
+                self._retrying.discard(job.id)
+                held.add(job.kind)
+
+    async def _release(self, job: Outbox) -> None:
+        async def release(session: AsyncSession) -> None:
+            row = await session.get(Outbox, job.id)
+            assert row is not None
+            row.claimed_by, row.claimed_until = None, None
+
+        await self.db.grouped(release)
 
     async def _deliver(self, job: Outbox) -> None:
         async with self.db.read() as session:
@@ -226,13 +286,30 @@ class OutboxWorker:
                 row_id=identity.id,
                 field="address",
             )
+            # A reply sent as a secure link: the channel carries only the notice with the link;
+            # the caseworker's words are read in the web chat (bot.inbox.securelink).
+            link = await session.get(SecureLink, message.id)
+            if link is not None:
+                text = await self.keys.decrypt_text(
+                    session,
+                    message.case_id,
+                    link.notice_enc,
+                    table="secure_link",
+                    row_id=message.id,
+                    field="notice",
+                )
         channel = self.channels.get(message.channel)
         if channel is None:
+            self.metrics.delivery_failure(message.channel, "channel_off")
             await self._fail_message(job, message.id, "Kanalen er ikke slået til.")
             return
         if identity.status == "opted_out":
             # The provider refuses (the child answered STOP to the carrier) until START.
+            self.metrics.delivery_failure(message.channel, "opted_out")
             await self._fail_message(job, message.id, identity.status_reason or OPTED_OUT_REASON)
+            return
+        if identity.status == "paused":
+            await self._fail_message(job, message.id, PAUSED_REASON)
             return
         buttons = tuple(Button(t, p) for t, p in json.loads(message.buttons or "[]"))
         outbound = Outbound(
@@ -245,25 +322,31 @@ class OutboxWorker:
         try:
             receipt = await channel.send(outbound)
         except PermanentFailure as exc:
+            self.metrics.delivery_failure(message.channel, reason_label(exc.code, "permanent"))
             await self._fail_message(
                 job, message.id, exc.reason, block_identity=exc.code in BLOCKING_CODES
             )
             return
         except RateLimited as exc:
+            self.metrics.delivery_failure(message.channel, "rate_limited")
             await self._retry(job, error=exc.code or "rate limited", delay=exc.retry_after)
             return
         except DeliveryError as exc:
+            self.metrics.delivery_failure(message.channel, reason_label(exc.code, "temporary"))
             await self._retry(job, error=exc.code or "temporary failure")
             return
-        async with self.db.write() as session:
+        self.metrics.message(message.channel, "out")
+
+        async def record(session: AsyncSession) -> None:
             row = await session.get(Message, message.id)
             assert row is not None
             row.provider_message_id = receipt.provider_message_id
             apply_delivery_state(row, receipt.state, None)
             await apply_early_statuses(session, row)
-            done = await session.get(Outbox, job.id)
-            assert done is not None
-            done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None
+            await _done(session, job.id)
+
+        # Concurrent deliveries share one commit (group commit), like inbound messages.
+        await self.db.grouped(record)
         self._publish_status(message.case_id, message.id, message.seq)
 
     async def _prompt(self, job: Outbox) -> None:
@@ -273,7 +356,9 @@ class OutboxWorker:
         if pending is None or self.render is None:
             await self._finish(job, OutboxStatus.DEAD, error="prompt cannot be sent")
             return
-        address = self.keys.system_key().decrypt_text(
+        # The master version the address was written under: a rotation may have come since.
+        system = self.keys.system_key(version=data_key_version_of(pending.address_enc))
+        address = system.decrypt_text(
             pending.address_enc, table="pending_reply", row_id=pending.id, field="address"
         )
         text = self.render(pending.language, pending.text_key, json.loads(pending.values))
@@ -377,7 +462,8 @@ class OutboxWorker:
         async with self.db.read() as session:
             entry = await session.get(ParticipationEntry, job.ref_id)
             assert entry is not None
-            body = await self.keys.decrypt_text(
+            # Metadata-only entries (data_erased) are plain JSON: filing them needs no key.
+            body = entry.payload_json or await self.keys.decrypt_text(
                 session,
                 entry.case_id,
                 entry.payload_enc,
@@ -395,15 +481,17 @@ class OutboxWorker:
             log.info("participation entry %s not filed yet: %s", entry.id, exc.reason)
             await self._retry(job, error=exc.reason)
             return
-        async with self.db.write() as session:
+
+        async def record(session: AsyncSession) -> None:
             row = await session.get(ParticipationEntry, entry.id)
             assert row is not None
             row.filed_at = utcnow()
-            done = await session.get(Outbox, job.id)
-            assert done is not None
-            done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None
+            await _done(session, job.id)
+
+        await self.db.grouped(record)
 
     async def _retry(self, job: Outbox, *, error: str, delay: float | None = None) -> None:
+        self._retrying.add(job.id)
         async with self.db.write() as session:
             row = await session.get(Outbox, job.id)
             assert row is not None
@@ -434,3 +522,9 @@ class OutboxWorker:
             f"case:{case_id}",
             {"type": "status", "case_id": case_id, "message_id": message_id, "seq": seq},
         )
+
+
+async def _done(session: AsyncSession, job_id: str) -> None:
+    done = await session.get(Outbox, job_id)
+    assert done is not None
+    done.status, done.done_at, done.claimed_until = OutboxStatus.DONE.value, utcnow(), None

@@ -14,15 +14,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
+from sqlalchemy import bindparam, update
 from sqlalchemy import text as sql_text
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.case_close import closed_case_reply, flag_risk_on_closed_case
 from bot.caselog.entries import EntryDraft, add_entry, message_summary
 from bot.crypto import DataKey
 from bot.engine.hooks import Bot, SilentBot, Turn
@@ -30,6 +32,7 @@ from bot.errors import NotFound, ReplyWindowClosed
 from bot.ids import uuid7
 from bot.keys import KeyService
 from bot.live import Hub
+from bot.ops.metrics import Metrics, reason_label
 from bot.storage.db import Database
 from bot.storage.models import (
     Author,
@@ -48,6 +51,10 @@ log = logging.getLogger(__name__)
 
 MESSAGE_TABLE = "message"
 BODY = "body"
+
+
+# Runs inside Router.reply's transaction: (session, case key, channel identity, message row).
+ReplyHook = Callable[[AsyncSession, DataKey, ChannelIdentity, Message], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,7 @@ class Router:
         self.verbatim_entries = verbatim_entries
         self.bot: Bot = bot or SilentBot()
         self.wake_outbox = wake_outbox
+        self.metrics = Metrics()  # create_app shares one registry with the outbox
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -102,6 +110,7 @@ class Router:
             results.append(result)
             if result is not None and not result.duplicate:
                 self.hub.publish(f"case:{result.case_id}", _event("message", result))
+                self.metrics.message(inbound.channel, "in")
         if any(r is not None and not r.duplicate for r in results):
             self.wake_outbox()
         return results
@@ -113,105 +122,124 @@ class Router:
 
     async def _store_inbound(self, inbound: Inbound) -> Stored | None:
         index = self.keys.address_index(inbound.channel, inbound.address)
-        async with self.db.write() as session:
-            existing = await _find_inbound(session, inbound)
-            if existing is not None:
-                return Stored(existing.id, existing.case_id, existing.seq, duplicate=True)
-            identity = (
-                await session.exec(
-                    select(ChannelIdentity).where(
-                        ChannelIdentity.channel == inbound.channel,
-                        ChannelIdentity.address_index == index,
-                    )
-                )
-            ).first()
+        # Group commit: concurrent messages share one durable transaction; this returns only
+        # after the commit that holds this message (bot/storage/group.py).
+        return await self.db.grouped(partial(self._store_in, inbound, index))
+
+    async def _store_in(
+        self, inbound: Inbound, index: str, session: AsyncSession
+    ) -> Stored | None:
+        existing = await _find_inbound(session, inbound)
+        if existing is not None:
+            return Stored(existing.id, existing.case_id, existing.seq, duplicate=True)
+        params = {"p_channel": inbound.channel, "p_index": index}
+        identity = (await session.exec(_FIND_IDENTITY, params=params)).first()
+        if identity is None:
+            # An enrolment code creates the identity; anything else gets the prompt and
+            # is not stored as a case message (there is no case to put it in).
+            identity = await self.bot.enrol(session, inbound)
             if identity is None:
-                # An enrolment code creates the identity; anything else gets the prompt and
-                # is not stored as a case message (there is no case to put it in).
-                identity = await self.bot.enrol(session, inbound)
-                if identity is None:
-                    return None
-            case = await session.get(Case, identity.case_id)
-            assert case is not None
-            # Safety first: before keywords, consent or check-ins look at the message.
+                return None
+        case = await session.get(Case, identity.case_id)
+        assert case is not None
+        if case.closed_at is not None:
+            # Nobody reads a closed case: a kind answer with where to turn (112 and
+            # BørneTelefonen are in it), and the words are not kept. Safety still comes first:
+            # words of danger alert on-call at once.
+            now = utcnow()
             assessment = self.bot.assess(inbound.text)
-            key = await self.keys.case_key(session, case.id)
-            seq = await _next_seq(session, case.id)
-            state = await session.get(ConversationState, case.id)
-            assert state is not None
-            message = _message(
-                key,
-                case_id=case.id,
-                seq=seq,
-                direction=Direction.INBOUND,
+            if assessment.risk:
+                reasons = list(assessment.categories)
+                await flag_risk_on_closed_case(session, case.id, reasons=reasons, now=now)
+            await closed_case_reply(session, self.keys, inbound, case, sender_index=index, now=now)
+            return None
+        # Safety first: before keywords, consent or check-ins look at the message.
+        assessment = self.bot.assess(inbound.text)
+        key = await self.keys.case_key(session, case.id)
+        seq = await _next_seq(session, case.id)
+        state = await session.get(ConversationState, case.id)
+        assert state is not None
+        message = _message(
+            key,
+            case_id=case.id,
+            seq=seq,
+            direction=Direction.INBOUND,
+            channel=inbound.channel,
+            identity_id=identity.id,
+            author=Author.CHILD,
+            text=inbound.text,
+            provider_message_id=inbound.provider_message_id,
+            state=DeliveryState.DELIVERED,
+            at=inbound.received_at,
+        )
+        session.add(message)
+        state.last_inbound_at = inbound.received_at
+        state.handled_at = None
+        await add_entry(
+            session,
+            case_id=case.id,
+            key=key,
+            verbatim=self.verbatim_entries,
+            draft=EntryDraft(
+                kind="message",
+                occurred_at=inbound.received_at,
+                case_ref=case.case_ref,
                 channel=inbound.channel,
-                identity_id=identity.id,
-                author=Author.CHILD,
+                direction="in",
+                actor="child",
+                summary=message_summary(actor="child", channel=inbound.channel, text=inbound.text),
                 text=inbound.text,
-                provider_message_id=inbound.provider_message_id,
-                state=DeliveryState.DELIVERED,
-                at=inbound.received_at,
+                message_id=message.id,
+                legal_signals=tuple(assessment.signals),
+            ),
+        )
+        if assessment.risk or assessment.legal_signals:
+            # Categories are lexicon names, never the child's words.
+            log.warning(
+                "safety flag on case %s: %s",
+                case.id,
+                ",".join((*assessment.categories, *assessment.legal_signals)),
             )
-            session.add(message)
-            state.last_inbound_at = inbound.received_at
-            state.handled_at = None
-            await add_entry(
+        turn = Turn(
+            session=session,
+            key=key,
+            case=case,
+            identity=identity,
+            state=state,
+            inbound=inbound,
+            message=message,
+            now=utcnow(),
+            assessment=assessment,
+        )
+        for reply in await self.bot.on_message(turn):
+            await self.queue_outbound(
                 session,
-                case_id=case.id,
-                key=key,
-                verbatim=self.verbatim_entries,
-                draft=EntryDraft(
-                    kind="message",
-                    occurred_at=inbound.received_at,
-                    case_ref=case.case_ref,
-                    channel=inbound.channel,
-                    direction="in",
-                    actor="child",
-                    summary=message_summary(
-                        actor="child", channel=inbound.channel, text=inbound.text
-                    ),
-                    text=inbound.text,
-                    message_id=message.id,
-                    legal_signals=tuple(assessment.signals),
-                ),
-            )
-            if assessment.risk or assessment.legal_signals:
-                # Categories are lexicon names, never the child's words.
-                log.warning(
-                    "safety flag on case %s: %s",
-                    case.id,
-                    ",".join((*assessment.categories, *assessment.legal_signals)),
-                )
-            turn = Turn(
-                session=session,
-                key=key,
+                key,
                 case=case,
                 identity=identity,
-                state=state,
-                inbound=inbound,
-                message=message,
-                now=utcnow(),
-                assessment=assessment,
+                text=reply.text,
+                buttons=reply.buttons,
+                author=Author.BOT,
+                caseworker_id=None,
             )
-            for reply in await self.bot.on_message(turn):
-                await self.queue_outbound(
-                    session,
-                    key,
-                    case=case,
-                    identity=identity,
-                    text=reply.text,
-                    buttons=reply.buttons,
-                    author=Author.BOT,
-                    caseworker_id=None,
-                )
-            return Stored(message.id, case.id, seq)
+        return Stored(message.id, case.id, seq)
 
     # -- outbound ---------------------------------------------------------------------------
 
     async def reply(
-        self, *, case_id: str, caseworker_id: str, text: str, identity_id: str | None = None
+        self,
+        *,
+        case_id: str,
+        caseworker_id: str,
+        text: str,
+        identity_id: str | None = None,
+        prepare: ReplyHook | None = None,
     ) -> Stored:
-        """Queue a caseworker's reply to the child's most recent channel (or ``identity_id``)."""
+        """Queue a caseworker's reply to the child's most recent channel (or ``identity_id``).
+
+        ``prepare`` runs in the same transaction once the message row exists (a secure link is
+        stored with it), so the outbox never sees the message without it.
+        """
         async with self.db.write() as session:
             case = await session.get(Case, case_id)
             if case is None:
@@ -228,6 +256,8 @@ class Router:
                 author=Author.CASEWORKER,
                 caseworker_id=caseworker_id,
             )
+            if prepare is not None:
+                await prepare(session, key, identity, message)
             stored = Stored(message.id, case_id, message.seq)
         self.hub.publish(f"case:{case_id}", _event("message", stored))
         self.wake_outbox()
@@ -337,8 +367,13 @@ class Router:
 
     async def record_status(self, updates: Sequence[StatusUpdate]) -> None:
         """Move delivery states forward (never back) from provider reports."""
-        async with self.db.write() as session:
-            changed = []
+        failed: list[tuple[str, str]] = []
+        changed: list[Message] = []
+
+        async def record(session: AsyncSession) -> None:
+            # May run twice (alone, after a shared transaction failed): start from scratch.
+            failed.clear()
+            changed.clear()
             for status in updates:
                 if status.up_to is None:
                     await lock_provider_id(session, status.channel, status.provider_message_id)
@@ -358,6 +393,16 @@ class Router:
                 for message in found:
                     if apply_delivery_state(message, status.state, status.reason):
                         changed.append(message)
+                        if message.delivery_state == status.state.value and status.state in (
+                            DeliveryState.FAILED,
+                            DeliveryState.UNDELIVERED,
+                        ):
+                            failed.append((status.channel, reason_label(status.code, "failed")))
+
+        # Reports come in bursts (sent, delivered, for every reply): they share commits too.
+        await self.db.grouped(record)
+        for channel, reason in failed:  # counted once committed
+            self.metrics.delivery_failure(channel, reason)
         self._publish_status(changed)
 
     async def confirm_delivery(self, case_id: str, message_ids: Sequence[str]) -> None:
@@ -515,16 +560,21 @@ async def _next_seq(session: AsyncSession, case_id: str) -> int:
     return int(result.scalar_one()) - 1
 
 
+# Built once: building a statement (and its cache key) per message was a fifth of the hot path.
+_FIND_INBOUND = select(Message).where(
+    Message.channel == bindparam("p_channel"),
+    Message.direction == Direction.INBOUND.value,
+    Message.provider_message_id == bindparam("p_provider_id"),
+)
+_FIND_IDENTITY = select(ChannelIdentity).where(
+    ChannelIdentity.channel == bindparam("p_channel"),
+    ChannelIdentity.address_index == bindparam("p_index"),
+)
+
+
 async def _find_inbound(session: AsyncSession, inbound: Inbound) -> Message | None:
-    return (
-        await session.exec(
-            select(Message).where(
-                Message.channel == inbound.channel,
-                Message.direction == Direction.INBOUND.value,
-                Message.provider_message_id == inbound.provider_message_id,
-            )
-        )
-    ).first()
+    params = {"p_channel": inbound.channel, "p_provider_id": inbound.provider_message_id}
+    return (await session.exec(_FIND_INBOUND, params=params)).first()
 
 
 async def last_inbound_identity_id(session: AsyncSession, case_id: str) -> str | None:

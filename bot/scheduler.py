@@ -17,6 +17,8 @@ from sqlalchemy import delete
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.caselog.retention import sweep as retention_sweep
+from bot.caselog.retention_shred import shred_due
 from bot.engine.checkins import CheckinError, Checkins
 from bot.engine.conversation import COPENHAGEN, ConversationBot
 from bot.engine.hooks import Reply
@@ -65,7 +67,10 @@ class Scheduler:
         bot: ConversationBot,
         checkins: Checkins,
         interval: float = 30.0,
+        retention: dt.timedelta | None = None,
     ) -> None:
+        self.retention = retention  # None: keep local copies (no retention sweep)
+        self._retained_at: dt.datetime | None = None
         self.db = db
         self.keys = keys
         self.router = router
@@ -131,9 +136,23 @@ class Scheduler:
                         col(EarlyStatus.received_at) < now - EARLY_STATUS_KEPT
                     )
                 )
+        if self.retention is not None and (
+            self._retained_at is None or now - self._retained_at >= PURGE_EVERY
+        ):
+            self._retained_at = now
+            await self._retention(now, self.retention)
         if started:
             self.router.wake_outbox()
         return started
+
+    async def _retention(self, now: dt.datetime, retention: dt.timedelta) -> None:
+        """Remove filed local copies past retention; shred closed cases that are ready.
+
+        Each case is done under its row lock, so processes running this at once do it once.
+        """
+        await retention_sweep(self.db, self.keys, retention=retention, now=now)
+        if await shred_due(self.db, self.keys, retention=retention, now=now):
+            self.router.wake_outbox()  # the data_erased entries are waiting to be filed
 
     # -- caseworker actions -------------------------------------------------------------------
 

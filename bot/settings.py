@@ -51,11 +51,24 @@ class Settings:
     caselog_webhook_secret: str = dataclasses.field(default="", repr=False)  # whsec_<base64>
     caselog_webhook_timeout: float = 10.0  # seconds per attempt
     caselog_webhook_ca_file: Path | None = None  # a private CA for the receiver's certificate
+    # A FHIR R4 server (transactions to its base URL) and/or printable PDF journal notes.
+    caselog_fhir_url: str = ""
+    caselog_fhir_token: str = dataclasses.field(default="", repr=False)  # bearer token, if any
+    caselog_fhir_timeout: float = 10.0  # seconds per attempt
+    caselog_fhir_ca_file: Path | None = None  # a private CA for the FHIR server's certificate
+    caselog_fhir_case_system: str = "urn:stemme:case-ref"  # identifier system of case_ref
+    caselog_pdf_dir: Path | None = None  # set: a PDF journal note is written here
+    caselog_pdf_per: str = "entry"  # "entry": one file per entry; "day": per case and day
     outbox_poll_seconds: float = 1.0
     outbox_batch: int = 50
     session_idle_minutes: int = 30
     session_absolute_hours: int = 10
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line; both redacted
+    # -- operations: /readyz, /metrics, slow clients --
+    metrics_token: str = dataclasses.field(default="", repr=False)  # empty: /metrics is off
+    ready_max_outbox_lag_seconds: float = 300.0  # /readyz answers 503 above this outbox lag
+    request_body_timeout: float = 10.0  # seconds to receive a request's body, else 408
 
     # -- the bot ---------------------------------------------------------------------------
     office_hours: str = "08:00-15:00"  # Europe/Copenhagen; outside: auto-reply ("24:00" ends)
@@ -65,6 +78,8 @@ class Settings:
     escalate_after_minutes: int = 30  # an unacknowledged urgent flag goes to on-call after this
     checkin_expiry_hours: int = 24
     invitation_hours: int = 72
+    response_hours: int = 24  # the team queue shows what nobody answered within this
+    secure_link_days: int = 7  # a reply sent as a secure link can be read this long
     retention_days: int = 30  # local copy after confirmed filing
     licence_holders: str = ""  # comma-separated; restricted instruments need their holder here
     instruments_dir: Path | None = None  # the municipality's own or licensed instruments
@@ -206,6 +221,22 @@ class Settings:
             raise ConfigError("STEMME_DEFAULT_LANGUAGE must be 'da' or 'en'.")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError("STEMME_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("STEMME_LOG_FORMAT must be 'text' or 'json'.")
+        if self.request_body_timeout <= 0 or self.ready_max_outbox_lag_seconds <= 0:
+            raise ConfigError(
+                "STEMME_REQUEST_BODY_TIMEOUT and STEMME_READY_MAX_OUTBOX_LAG_SECONDS must be "
+                "positive numbers of seconds."
+            )
+        if self.metrics_token and len(self.metrics_token) < 24:
+            raise ConfigError(
+                "STEMME_METRICS_TOKEN must be at least 24 characters (`openssl rand -hex 24`)."
+            )
+        if not 1 <= self.secure_link_days <= 365:
+            raise ConfigError("STEMME_SECURE_LINK_DAYS must be a number of days from 1 to 365.")
+        if self.retention_days < 0:
+            # Negative puts the cutoff in the future: copies would go the moment they are filed.
+            raise ConfigError("STEMME_RETENTION_DAYS must be 0 or more days.")
         url = urlsplit(self.public_base_url)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ConfigError(
@@ -234,6 +265,8 @@ class Settings:
             problems.append("set STEMME_TELEGRAM_MODE to 'webhook' or 'polling'")
         if self.caselog_webhook_url and urlsplit(self.caselog_webhook_url).scheme != "https":
             problems.append("set STEMME_CASELOG_WEBHOOK_URL to an https address")
+        if self.caselog_fhir_url and urlsplit(self.caselog_fhir_url).scheme != "https":
+            problems.append("set STEMME_CASELOG_FHIR_URL to an https address")
         if url.scheme != "https":
             problems.append(
                 "set STEMME_PUBLIC_BASE_URL to the public https address, "
@@ -246,11 +279,13 @@ class Settings:
 
 
 def _validate_caselog(settings: Settings) -> None:
-    if not settings.caselog_jsonl and not settings.caselog_webhook_url:
+    remote = settings.caselog_webhook_url or settings.caselog_fhir_url
+    if not settings.caselog_jsonl and not remote and settings.caselog_pdf_dir is None:
         raise ConfigError(
-            "Participation entries need somewhere to go: set STEMME_CASELOG_WEBHOOK_URL "
-            "or STEMME_CASELOG_JSONL=true."
+            "Participation entries need somewhere to go: set STEMME_CASELOG_WEBHOOK_URL, "
+            "STEMME_CASELOG_FHIR_URL, STEMME_CASELOG_PDF_DIR or STEMME_CASELOG_JSONL=true."
         )
+    _validate_caselog_fhir_pdf(settings)
     if not settings.caselog_webhook_url:
         return
     hook = urlsplit(settings.caselog_webhook_url)
@@ -268,6 +303,18 @@ def _validate_caselog(settings: Settings) -> None:
         )
     if settings.caselog_webhook_timeout <= 0:
         raise ConfigError("STEMME_CASELOG_WEBHOOK_TIMEOUT must be a positive number of seconds.")
+
+
+def _validate_caselog_fhir_pdf(settings: Settings) -> None:
+    if settings.caselog_pdf_per not in ("entry", "day"):
+        raise ConfigError("STEMME_CASELOG_PDF_PER must be 'entry' or 'day'.")
+    if not settings.caselog_fhir_url:
+        return
+    fhir = urlsplit(settings.caselog_fhir_url)
+    if fhir.scheme not in ("http", "https") or not fhir.netloc:
+        raise ConfigError("STEMME_CASELOG_FHIR_URL must be an absolute http(s) URL (the base).")
+    if settings.caselog_fhir_timeout <= 0:
+        raise ConfigError("STEMME_CASELOG_FHIR_TIMEOUT must be a positive number of seconds.")
 
 
 def _convert(name: str, type_name: str, raw: str) -> object:

@@ -74,6 +74,16 @@ class OutboxStatus(enum.StrEnum):
     DEAD = "dead"
 
 
+class Team(SQLModel, table=True):
+    """A team of caseworkers under a team lead; authorisation widens only within a team."""
+
+    __tablename__ = "team"
+
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=100, unique=True)
+    created_at: dt.datetime = _ts()
+
+
 class Caseworker(SQLModel, table=True):
     __tablename__ = "caseworker"
 
@@ -85,6 +95,41 @@ class Caseworker(SQLModel, table=True):
     language: str = Field(default="da", max_length=5)
     active: bool = Field(default=True)
     created_at: dt.datetime = _ts()
+    # TOTP (second factor): the secret encrypted with a key derived from the master key, bound
+    # to this row; confirmed once the caseworker typed a first code; the last time step used,
+    # so a code cannot be replayed.
+    totp_secret_enc: bytes | None = _blob(nullable=True)
+    totp_confirmed_at: dt.datetime | None = _ts(nullable=True)
+    totp_last_step: int | None = Field(default=None)
+    team_id: str | None = Field(default=None, foreign_key="team.id", max_length=36, index=True)
+
+
+class Cover(SQLModel, table=True):
+    """Out of office: ``covered_by_id`` sees and answers ``caseworker_id``'s cases meanwhile."""
+
+    __tablename__ = "cover"
+
+    id: str = Field(primary_key=True, max_length=36)
+    caseworker_id: str = Field(foreign_key="caseworker.id", max_length=36, index=True)
+    covered_by_id: str = Field(foreign_key="caseworker.id", max_length=36, index=True)
+    starts_at: dt.datetime = _ts()
+    ends_at: dt.datetime = _ts()
+    created_by: str = Field(foreign_key="caseworker.id", max_length=36)
+    created_at: dt.datetime = _ts()
+    cancelled_at: dt.datetime | None = _ts(nullable=True)
+
+
+class Handover(SQLModel, table=True):
+    """A case reassigned by a team lead; the new caseworker's page shows a summary from it."""
+
+    __tablename__ = "handover"
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
+    from_caseworker_id: str = Field(foreign_key="caseworker.id", max_length=36)
+    to_caseworker_id: str = Field(foreign_key="caseworker.id", max_length=36)
+    by_caseworker_id: str = Field(foreign_key="caseworker.id", max_length=36)
+    occurred_at: dt.datetime = _ts()
 
 
 class Case(SQLModel, table=True):
@@ -93,7 +138,7 @@ class Case(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     case_ref: str = Field(max_length=100, unique=True)
     caseworker_id: str = Field(foreign_key="caseworker.id", max_length=36, index=True)
-    child_name_enc: bytes = _blob()
+    child_name_enc: bytes | None = _blob(nullable=True)  # NULL once crypto-shredded
     child_birth_date: dt.date
     language: str = Field(default="da", max_length=5)
     created_at: dt.datetime = _ts()
@@ -106,6 +151,8 @@ class Case(SQLModel, table=True):
     goals_enc: bytes | None = _blob(nullable=True)
     # The last day the rights notes (10, 15, 16 years) were considered for this child.
     rights_checked_on: dt.date | None = Field(default=None)
+    # Crypto-shredded: data key destroyed, ciphertexts NULLed (bot/caselog/retention_shred.py).
+    data_erased_at: dt.datetime | None = _ts(nullable=True)
 
 
 class CaseKey(SQLModel, table=True):
@@ -130,9 +177,10 @@ class ChannelIdentity(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=36)
     case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
     channel: str = Field(max_length=20)
-    address_enc: bytes = _blob()
-    address_index: str = Field(max_length=64)
-    # active | opted_out (the provider refuses until the child writes START) | disabled
+    # Both NULL once the case is crypto-shredded (status "erased"): the child is forgotten.
+    address_enc: bytes | None = _blob(nullable=True)
+    address_index: str | None = Field(default=None, max_length=64)
+    # active | opted_out (the provider refuses until the child writes START) | disabled | erased
     status: str = Field(default="active", max_length=20)
     status_reason: str | None = Field(default=None, max_length=200)
     created_at: dt.datetime = _ts()
@@ -182,7 +230,8 @@ class Message(SQLModel, table=True):
     identity_id: str | None = Field(default=None, foreign_key="channel_identity.id", max_length=36)
     author: str = Field(max_length=20)
     caseworker_id: str | None = Field(default=None, foreign_key="caseworker.id", max_length=36)
-    body_enc: bytes = _blob()
+    body_enc: bytes | None = _blob(nullable=True)  # NULL once removed after filing (retention)
+    body_removed_at: dt.datetime | None = _ts(nullable=True)
     provider_message_id: str | None = Field(default=None, max_length=128)
     delivery_state: str = Field(max_length=20)
     delivery_reason: str | None = Field(default=None, max_length=200)
@@ -204,8 +253,41 @@ class ParticipationEntry(SQLModel, table=True):
     seq: int
     kind: str = Field(max_length=40)
     occurred_at: dt.datetime = _ts()
-    payload_enc: bytes = _blob()
+    payload_enc: bytes | None = _blob(nullable=True)
     filed_at: dt.datetime | None = _ts(nullable=True)
+    # Metadata-only entries written without a data key (``data_erased``) keep plain JSON here.
+    payload_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    erased_at: dt.datetime | None = _ts(nullable=True)  # payload_enc NULLed by retention
+
+
+class CaseNote(SQLModel, table=True):
+    """A caseworker's internal note on a case: encrypted, never sent to or shown to the child."""
+
+    __tablename__ = "case_note"
+
+    id: str = Field(primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
+    caseworker_id: str = Field(foreign_key="caseworker.id", max_length=36)
+    body_enc: bytes = _blob()
+    created_at: dt.datetime = _ts()
+
+
+class SecureLink(SQLModel, table=True):
+    """A reply the child reads in the web chat; their channel carries only a notice and link.
+
+    The message row holds the caseworker's words (transcript and participation entry); the
+    outbox sends ``notice_enc`` in their place. Only the token's SHA-256 is stored.
+    """
+
+    __tablename__ = "secure_link"
+
+    message_id: str = Field(foreign_key="message.id", primary_key=True, max_length=36)
+    case_id: str = Field(foreign_key="child_case.id", max_length=36, index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    notice_enc: bytes = _blob()
+    created_at: dt.datetime = _ts()
+    expires_at: dt.datetime = _ts()
+    opened_at: dt.datetime | None = _ts(nullable=True)
 
 
 class Outbox(SQLModel, table=True):
@@ -321,6 +403,8 @@ class Checkin(SQLModel, table=True):
     state_enc: bytes | None = _blob(nullable=True)  # engine state while running (encrypted)
     result_enc: bytes | None = _blob(nullable=True)  # answers and score (encrypted JSON)
     flagged: bool = Field(default=False)  # a fall of >= threshold since the previous one
+    # The child's own words (closing text, goals) removed from result_enc by retention.
+    text_removed_at: dt.datetime | None = _ts(nullable=True)
 
 
 class Schedule(SQLModel, table=True):
@@ -368,3 +452,20 @@ class InboxSession(SQLModel, table=True):
     last_seen_at: dt.datetime = _ts()
     expires_at: dt.datetime = _ts()
     revoked_at: dt.datetime | None = _ts(nullable=True)
+    # "password": only the first factor is done (a short-lived step, no inbox page opens);
+    # "full": both factors. The step's row is revoked and a new id issued on completion.
+    stage: str = Field(default="full", max_length=10)
+
+
+class LoginAttempt(SQLModel, table=True):
+    """A login or TOTP attempt still in the throttle's window; keyed by a hash, not the name.
+
+    Written before the password is checked and deleted again on success, so parallel guesses
+    in several processes are all counted.
+    """
+
+    __tablename__ = "login_attempt"
+
+    id: str = Field(primary_key=True, max_length=36)
+    key_hash: str = Field(max_length=64, index=True)
+    at: dt.datetime = _ts(index=True)
