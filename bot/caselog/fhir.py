@@ -11,7 +11,6 @@ the outbox tries again later.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,11 @@ from bot.caselog.fhir_resources import (
     full_url,
     questionnaire,
 )
+from bot.caselog.http_post import HttpPoster
 from bot.caselog.sinks import SinkError
 from prompts.instruments import Instrument
 
 MEDIA_TYPE = "application/fhir+json"
-USER_AGENT = "Stemme-caselog/1"
 
 
 def transaction(
@@ -108,17 +107,9 @@ class FhirSink:
         self._token = token
         self._case_system = case_system
         self._verbatim = verbatim
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._ssl: ssl.SSLContext | None = (
-            ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
+        self._http = HttpPoster(
+            "fhir", self.url, timeout=timeout, ca_file=ca_file, session=session
         )
-        self._session = session
-        self._own_session = session is None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
 
     async def deliver(self, entry: dict[str, Any]) -> None:
         try:
@@ -131,24 +122,10 @@ class FhirSink:
         except ValueError as exc:
             # pydantic's ValidationError is a ValueError; its text may quote the entry.
             raise SinkError(f"fhir: invalid {type(exc).__name__}") from None
-        headers = {"Content-Type": MEDIA_TYPE, "Accept": MEDIA_TYPE, "User-Agent": USER_AGENT}
+        headers = {"Content-Type": MEDIA_TYPE, "Accept": MEDIA_TYPE}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        try:
-            async with self._client().post(
-                self.url,
-                data=bundle.model_dump_json(exclude_none=True).encode(),
-                headers=headers,
-                timeout=self._timeout,
-                ssl=self._ssl if self._ssl is not None else True,
-                allow_redirects=False,
-            ) as response:
-                if not 200 <= response.status < 300:
-                    raise SinkError(f"fhir: HTTP {response.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SinkError(f"fhir: {type(exc).__name__}") from None
+        await self._http.post(bundle.model_dump_json(exclude_none=True).encode(), headers)
 
     async def aclose(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()

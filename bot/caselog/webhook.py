@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import ssl
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from standardwebhooks.webhooks import Webhook
 
-from bot.caselog.sinks import SinkError
-
-USER_AGENT = "Stemme-caselog/1"
+from bot.caselog.http_post import HttpPoster
 
 
 def body_bytes(entry: dict[str, Any]) -> bytes:
@@ -55,37 +52,12 @@ class WebhookSink:
     ) -> None:
         self.url = url
         self._webhook = Webhook(secret)
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._ssl: ssl.SSLContext | None = (
-            ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
-        )
-        self._session = session
-        self._own_session = session is None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+        self._http = HttpPoster("webhook", url, timeout=timeout, ca_file=ca_file, session=session)
 
     async def deliver(self, entry: dict[str, Any]) -> None:
         body = body_bytes(entry)
         headers = sign_headers(self._webhook, str(entry["id"]), body)
-        headers |= {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        try:
-            async with self._client().post(
-                self.url,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                ssl=self._ssl if self._ssl is not None else True,
-                allow_redirects=False,
-            ) as response:
-                if not 200 <= response.status < 300:
-                    raise SinkError(f"webhook: HTTP {response.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SinkError(f"webhook: {type(exc).__name__}") from None
+        await self._http.post(body, headers | {"Content-Type": "application/json"})
 
     async def aclose(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.aclose()

@@ -11,10 +11,32 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from .server import HOST, DemoInfo, DemoTemplate, ExitSite, ServerProcess, rebased
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium through playwright (nothing downloaded), closed afterwards."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 @pytest.fixture(scope="session")

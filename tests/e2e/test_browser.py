@@ -18,7 +18,6 @@ from playwright.async_api import (
     ConsoleMessage,
     Dialog,
     Page,
-    async_playwright,
     expect,
 )
 
@@ -29,16 +28,6 @@ from .server import DemoInfo, ExitSite, ServerProcess
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 DANISH = {"locale": "da-DK", "timezone_id": "Europe/Copenhagen"}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, **DANISH}
 DESKTOP = {"viewport": {"width": 1280, "height": 800}, **DANISH}
@@ -91,16 +80,6 @@ class Session:
     case_id: str
     watch: Watch
     before: list[tuple[str, str]] = field(default_factory=list)  # the consent exchange
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def open_child(context: BrowserContext, demo: DemoInfo, watch: Watch) -> Page:

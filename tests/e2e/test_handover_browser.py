@@ -18,14 +18,13 @@ from .test_browser import (
     DESKTOP,
     WAIT_MS,
     Session,
-    browser,
     child_send,
     session,
 )
 from .test_roles_browser import add_user, first_login
 
 pytestmark = pytest.mark.slow
-__all__ = ["browser", "session"]  # fixtures shared with the other browser tests
+__all__ = ["session"]  # the fixture, shared with the other browser tests
 
 DEMO_TEAM = "Demo-team (fiktivt)"
 

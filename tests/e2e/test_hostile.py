@@ -11,17 +11,16 @@ inside their message. Screenshots go to ``tests/artifacts/``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from .chat import child_socket
 from .inbox import InboxClient
 from .server import DemoInfo, ServerProcess
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, WAIT_MS, Watch
+from .test_browser import DESKTOP, WAIT_MS, Watch
 
 pytestmark = pytest.mark.slow
 
@@ -57,16 +56,6 @@ TRAP = """
     set: function (value) { window.__xssHits.push(String(value)); }
   });
 """
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def send_as_child(server: ServerProcess, demo: DemoInfo, texts: list[str]) -> None:

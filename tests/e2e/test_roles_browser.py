@@ -17,10 +17,9 @@ from bot.inbox import totp
 
 from .chat import query
 from .server import BIN, REPO, DemoInfo, ServerProcess
-from .test_browser import DESKTOP, WAIT_MS, Watch, browser, login_and_open_case
+from .test_browser import DESKTOP, WAIT_MS, Watch, login_and_open_case
 
 pytestmark = pytest.mark.slow
-__all__ = ["browser"]  # the Chromium fixture, shared with the other browser tests
 
 PASSWORD = "en lang fiktiv adgangskode"
 

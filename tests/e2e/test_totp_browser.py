@@ -15,10 +15,9 @@ from playwright.async_api import Browser, Page, expect
 from bot.inbox import totp
 
 from .server import BIN, REPO, DemoInfo, ServerProcess
-from .test_browser import DESKTOP, WAIT_MS, Watch, browser
+from .test_browser import DESKTOP, WAIT_MS, Watch
 
 pytestmark = pytest.mark.slow
-__all__ = ["browser"]  # the fixture, shared with the other browser tests
 
 
 async def _password(page: Page, demo: DemoInfo) -> None:

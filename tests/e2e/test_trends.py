@@ -16,9 +16,7 @@ from playwright.async_api import Browser, Page, expect
 
 from .chat import ChildSocket, child_socket
 from .server import DemoInfo, ServerProcess
-from .test_browser import DESKTOP, WAIT_MS, Watch, browser, login_and_open_case
-
-__all__ = ["browser"]  # the fixture, shared with the other browser tests
+from .test_browser import DESKTOP, WAIT_MS, Watch, login_and_open_case
 
 pytestmark = pytest.mark.slow
 

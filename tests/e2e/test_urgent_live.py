@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from .server import BIN, REPO, DemoInfo, ServerProcess
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, WAIT_MS, Watch, enter_totp_code
+from .test_browser import DESKTOP, WAIT_MS, Watch, enter_totp_code
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +36,6 @@ _UNLABELLED = """() => [...document.querySelectorAll(
     return !named;
   })
   .map(el => el.outerHTML.slice(0, 120))"""
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 def add_case(server: ServerProcess, demo: DemoInfo, case_ref: str) -> str:
