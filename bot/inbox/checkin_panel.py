@@ -106,6 +106,7 @@ async def load(
     checkins: Checkins,
     case: Case,
     tr: Translator,
+    finished: list[tuple[Checkin, dict[str, Any]]],
 ) -> CheckinPanel:
     has_goals = bool(await checkins.goals(session, key, case))
     instruments = [
@@ -125,7 +126,7 @@ async def load(
         instruments=instruments,
         ratings=ratings,
         schedules=[_schedule(s, checkins, tr) for s in schedules],
-        results=await _results(session, key, checkins, case, tr),
+        results=_results(finished, checkins, tr),
     )
 
 
@@ -187,10 +188,9 @@ def _schedule(row: Schedule, checkins: Checkins, tr: Translator) -> ScheduleView
     return ScheduleView(name, plan, due)
 
 
-async def _results(
-    session: AsyncSession, key: DataKey, checkins: Checkins, case: Case, tr: Translator
+def _results(
+    finished: list[tuple[Checkin, dict[str, Any]]], checkins: Checkins, tr: Translator
 ) -> list[ResultView]:
-    finished = await checkins.results(session, key, case.id)
     children = [(row, data) for row, data in finished if row.rater != "caseworker"]
     beside = _pair_ratings(finished)
     previous: dict[str, machine.CheckinResult] = {}

@@ -15,16 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from markupsafe import Markup
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.crypto import DataKey
 from bot.engine import checkin as machine
 from bot.engine.answers import RANGES
 from bot.engine.checkins import Checkins
 from bot.inbox import svg
 from bot.inbox.checkin_panel import title
 from bot.inbox.i18n import Translator
-from bot.storage.models import Case, Checkin
+from bot.storage.models import Checkin
 from prompts.instruments import GOAL_PLACEHOLDER, Instrument
 
 MAX_POINTS = 200  # per instrument and rater: the latest ones; the caption says when cut
@@ -61,11 +59,10 @@ class _Run:
     falls: list[str]
 
 
-async def load(
-    session: AsyncSession, key: DataKey, checkins: Checkins, case: Case, tr: Translator
+def load(
+    finished: list[tuple[Checkin, dict[str, Any]]], checkins: Checkins, tr: Translator
 ) -> list[InstrumentTrend]:
-    """The trend of every instrument the case has finished check-ins or ratings for."""
-    finished = await checkins.results(session, key, case.id)
+    """The trend of every instrument in ``finished`` (``Checkins.results``: oldest first)."""
     by_instrument: dict[str, list[tuple[Checkin, dict[str, Any]]]] = {}
     for row, data in finished:
         by_instrument.setdefault(row.instrument_id, []).append((row, data))

@@ -114,8 +114,12 @@ async def conversation(
         last_in = await last_inbound_identity_id(session, case.id)
         reachable = await child_identity(session, case.id) is not None
         key = await keys.case_key(session, case.id)
-        checkins = await checkin_panel.load(session, key, config[appkeys.CHECKINS], case, tr)
-        trend_views = await trends.load(session, key, config[appkeys.CHECKINS], case, tr)
+        # Decrypted once, for both the results panel and the trend charts.
+        finished = await config[appkeys.CHECKINS].results(session, key, case.id)
+        checkins = await checkin_panel.load(
+            session, key, config[appkeys.CHECKINS], case, tr, finished
+        )
+        trend_views = trends.load(finished, config[appkeys.CHECKINS], tr)
         around = await _around(session, login, case, decision.ground, lines, checkins)
         case_notes = await notes.load(session, keys, case.id, tr)
         aids = await canned.reply_aids(

@@ -91,9 +91,8 @@ async def open_child(context: BrowserContext, demo: DemoInfo, watch: Watch) -> P
     return page
 
 
-async def login_and_open_case(
-    context: BrowserContext, demo: DemoInfo, watch: Watch
-) -> tuple[Page, str]:
+async def log_in(context: BrowserContext, demo: DemoInfo, watch: Watch) -> Page:
+    """A new page, logged in as the demo caseworker (password, then the TOTP code)."""
     page = await context.new_page()
     watch.attach(page)
     await page.goto(demo.inbox_url)
@@ -102,6 +101,13 @@ async def login_and_open_case(
     await page.fill("input[name=password]", demo.password)
     await page.click("form[action='/inbox/login'] [type=submit]")
     await enter_totp_code(page, demo.totp_secret)
+    return page
+
+
+async def login_and_open_case(
+    context: BrowserContext, demo: DemoInfo, watch: Watch
+) -> tuple[Page, str]:
+    page = await log_in(context, demo, watch)
     row = page.locator("#queue tbody tr", has_text="DEMO-0001")
     await expect(row).to_have_count(1)
     await row.locator("a").click()

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from .server import BIN, REPO, DemoInfo, ServerProcess
-from .test_browser import DESKTOP, WAIT_MS, Watch, enter_totp_code
+from .test_browser import DESKTOP, WAIT_MS, Watch, log_in
 
 pytestmark = pytest.mark.slow
 
@@ -73,19 +73,6 @@ async def child_writes(server: ServerProcess, token: str, client_id: str, text: 
         assert response.status == 200
 
 
-async def log_in(browser: Browser, demo: DemoInfo, watch: Watch) -> Page:
-    context = await browser.new_context(**DESKTOP)
-    page = await context.new_page()
-    watch.attach(page)
-    await page.goto(demo.inbox_url)
-    await page.wait_for_url("**/inbox/login")
-    await page.fill("input[name=username]", demo.username)
-    await page.fill("input[name=password]", demo.password)
-    await page.click("form[action='/inbox/login'] [type=submit]")
-    await enter_totp_code(page, demo.totp_secret)
-    return page
-
-
 async def test_an_urgent_conversation_moves_to_the_top_live(
     browser: Browser, stemme: tuple[ServerProcess, DemoInfo], artifacts: Path
 ) -> None:
@@ -93,7 +80,7 @@ async def test_an_urgent_conversation_moves_to_the_top_live(
     other = add_case(server, demo, "DEMO-0002")
     await child_writes(server, other, "first-0001", "hej, kan vi snakke i morgen?")
     watch = Watch()
-    page = await log_in(browser, demo, watch)
+    page = await log_in(await browser.new_context(**DESKTOP), demo, watch)
     rows = page.locator("#queue tbody tr")
     await expect(rows.first).to_contain_text("DEMO-0002", timeout=WAIT_MS)
     await page.evaluate("window.__same_page = true")
@@ -114,7 +101,7 @@ async def test_every_control_is_labelled_and_reachable_by_keyboard(
     server, demo = stemme
     await child_writes(server, demo.token, "label-0001", "hej")
     watch = Watch()
-    page = await log_in(browser, demo, watch)
+    page = await log_in(await browser.new_context(**DESKTOP), demo, watch)
     assert await page.evaluate(_UNLABELLED) == []
 
     # Keyboard only: Tab to the case's link and open it with Enter.
