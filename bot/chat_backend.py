@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlmodel import col, or_, select
 
 from bot.keys import KeyService
 from bot.live import Hub
-from bot.router import BODY, MESSAGE_TABLE, Router
+from bot.messages import BODY, MESSAGE_TABLE
+from bot.router import Router
 from bot.storage.db import Database
 from bot.storage.models import Case, ChannelIdentity, Direction, Message
 from channels.base import ChannelName, DeliveryState, Inbound
@@ -44,24 +47,12 @@ class ChatBackend:
 
     async def open(self, token: str) -> ChatIdentity | None:
         index = self.keys.address_index(WEBCHAT, token)
-        async with self.db.read() as session:
-            row = (
-                await session.exec(
-                    select(ChannelIdentity, Case)
-                    .join(Case, col(Case.id) == ChannelIdentity.case_id)
-                    .where(
-                        ChannelIdentity.channel == WEBCHAT,
-                        ChannelIdentity.address_index == index,
-                        ChannelIdentity.status == "active",
-                    )
-                )
-            ).first()
-        if row is None:
+        # Every web chat POST asks this first: one prepared Core read, no ORM objects.
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(_OPEN, {"p_index": index})).first()
+        if row is None or row.closed_at is not None:
             return None
-        identity, case = row
-        if case.closed_at is not None:
-            return None
-        return ChatIdentity(identity_id=identity.id, case_id=case.id, language=case.language)
+        return ChatIdentity(identity_id=row.id, case_id=row.case_id, language=row.language)
 
     async def lines_after(self, identity: ChatIdentity, after: int) -> list[ChatLine]:
         """The conversation on this link after ``after``, oldest first (at most 500 at once).
@@ -160,3 +151,16 @@ class ChatBackend:
 
     def texts(self, language: str) -> Mapping[str, str]:
         return self._texts.section(language, "webchat")
+
+
+_IDENTITY = ChannelIdentity.__table__  # type: ignore[attr-defined]
+_CASE = Case.__table__  # type: ignore[attr-defined]
+_OPEN = (
+    sa_select(_IDENTITY.c.id, _IDENTITY.c.case_id, _CASE.c.language, _CASE.c.closed_at)
+    .select_from(_IDENTITY.join(_CASE, _CASE.c.id == _IDENTITY.c.case_id))
+    .where(
+        _IDENTITY.c.channel == WEBCHAT,
+        _IDENTITY.c.address_index == bindparam("p_index"),
+        _IDENTITY.c.status == "active",
+    )
+)

@@ -187,43 +187,46 @@ class KeyService:
             raise KeyDestroyed(case_id)
         checked.add((case_id, version))
 
-    async def preload(self, session: AsyncSession, case_ids: Sequence[str]) -> None:
+    async def preload(self, session: AsyncSession, case_ids: Sequence[str]) -> dict[str, DataKey]:
         """Check (and unwrap into the cache) the newest keys of many cases in one query.
 
-        For lists such as the inbox queue: afterwards each case's fields decrypt without a
-        query of their own in this session. Destroyed keys are skipped here; decrypting their
-        fields raises as usual.
+        For lists such as the inbox queue and for a batch of inbound messages: afterwards each
+        case's fields decrypt without a query of their own in this session. Returns the keys
+        found; destroyed keys (and keys under a master version this process lacks) are left
+        out, and decrypting their fields raises as usual.
         """
+        found: dict[str, DataKey] = {}
         if not case_ids:
-            return
+            return found
         rows = (
             await session.exec(
-                select(CaseKey)
-                .where(col(CaseKey.case_id).in_(list(case_ids)))
+                select(CaseKey.case_id, CaseKey.version, CaseKey.wrapped, CaseKey.destroyed_at)
+                .where(col(CaseKey.case_id).in_(list(set(case_ids))))
                 .order_by(col(CaseKey.case_id), col(CaseKey.version).desc())
             )
         ).all()
         checked: set[tuple[str, int]] = session.info.setdefault(_CHECKED, set())
         seen: set[str] = set()
-        for row in rows:
-            if row.case_id in seen:
+        for case_id, version, wrapped, destroyed_at in rows:
+            if case_id in seen:
                 continue  # an older version
-            seen.add(row.case_id)
-            if row.wrapped is None or row.destroyed_at is not None:
-                self._cache.forget(row.case_id)
+            seen.add(case_id)
+            if wrapped is None or destroyed_at is not None:
+                self._cache.forget(case_id)
                 continue
-            checked.add((row.case_id, row.version))
-            if self._cache.get(row.case_id, row.version) is None:
+            checked.add((case_id, version))
+            key = self._cache.get(case_id, version)
+            if key is None:
                 try:
                     raw = unwrap_data_key(
-                        self.keyring,
-                        row.wrapped,
-                        case_id=row.case_id,
-                        data_key_version=row.version,
+                        self.keyring, wrapped, case_id=case_id, data_key_version=version
                     )
                 except UnknownKeyVersion:
                     continue  # a newer master key: case_key() refreshes the keyring for it
-                self._cache.put(DataKey(case_id=row.case_id, version=row.version, key=raw))
+                key = DataKey(case_id=case_id, version=version, key=raw)
+                self._cache.put(key)
+            found[case_id] = key
+        return found
 
     def forget(self, case_id: str) -> None:
         """Drop the case's cached keys (after destroying them)."""

@@ -15,8 +15,6 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import partial
 
 from sqlalchemy import bindparam, update
 from sqlalchemy import text as sql_text
@@ -30,8 +28,12 @@ from bot.crypto import DataKey
 from bot.engine.hooks import Bot, SilentBot, Turn
 from bot.errors import NotFound, ReplyWindowClosed
 from bot.ids import uuid7
+from bot.inbound_batch import InboundBatch, Pending
 from bot.keys import KeyService
 from bot.live import Hub
+from bot.messages import BODY as BODY  # re-exported: older imports name the router
+from bot.messages import MESSAGE_TABLE as MESSAGE_TABLE
+from bot.messages import Stored, message_row
 from bot.ops.metrics import Metrics, reason_label
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -49,22 +51,8 @@ from channels.base import Button, Capabilities, DeliveryState, Inbound, StatusUp
 
 log = logging.getLogger(__name__)
 
-MESSAGE_TABLE = "message"
-BODY = "body"
-
-
 # Runs inside Router.reply's transaction: (session, case key, channel identity, message row).
 ReplyHook = Callable[[AsyncSession, DataKey, ChannelIdentity, Message], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """Where a message ended up. ``duplicate`` means a provider retry of a stored message."""
-
-    message_id: str
-    case_id: str
-    seq: int
-    duplicate: bool = False
 
 
 class Router:
@@ -89,6 +77,10 @@ class Router:
         self.bot: Bot = bot or SilentBot()
         self.wake_outbox = wake_outbox
         self.metrics = Metrics()  # create_app shares one registry with the outbox
+        # Ordinary messages in multi-row statements per batch; the rest via _store_in.
+        self.batch = InboundBatch(
+            keys=keys, bot=self.bot, slow=self._store_in, verbatim_entries=verbatim_entries
+        )
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -123,12 +115,15 @@ class Router:
     async def _store_inbound(self, inbound: Inbound) -> Stored | None:
         index = self.keys.address_index(inbound.channel, inbound.address)
         # Group commit: concurrent messages share one durable transaction; this returns only
-        # after the commit that holds this message (bot/storage/group.py).
-        return await self.db.grouped(partial(self._store_in, inbound, index))
+        # after the commit that holds this message (bot/storage/group.py). The batch stores
+        # ordinary messages in a few statements and hands the rest to _store_in.
+        stored: Stored | None = await self.db.grouped_bulk(self.batch, Pending(inbound, index))
+        return stored
 
     async def _store_in(
         self, inbound: Inbound, index: str, session: AsyncSession
     ) -> Stored | None:
+        """The ordinary path for one message: the ORM, the engine's turn, its replies."""
         existing = await _find_inbound(session, inbound)
         if existing is not None:
             return Stored(existing.id, existing.case_id, existing.seq, duplicate=True)
@@ -531,21 +526,21 @@ def _message(
     at: dt.datetime,
     caseworker_id: str | None = None,
 ) -> Message:
-    message_id = uuid7()
     return Message(
-        id=message_id,
-        case_id=case_id,
-        seq=seq,
-        direction=direction.value,
-        channel=channel,
-        identity_id=identity_id,
-        author=author.value,
-        caseworker_id=caseworker_id,
-        body_enc=key.encrypt(text, table=MESSAGE_TABLE, row_id=message_id, field=BODY),
-        provider_message_id=provider_message_id,
-        delivery_state=state.value,
-        created_at=at,
-        delivered_at=at if state == DeliveryState.DELIVERED else None,
+        **message_row(
+            key,
+            case_id=case_id,
+            seq=seq,
+            direction=direction,
+            channel=channel,
+            identity_id=identity_id,
+            author=author,
+            text=text,
+            provider_message_id=provider_message_id,
+            state=state,
+            at=at,
+            caseworker_id=caseworker_id,
+        )
     )
 
 

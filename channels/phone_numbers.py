@@ -11,6 +11,7 @@ guess would file a child's message under somebody else's number.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -49,6 +50,14 @@ def normalise_phone(raw: str, *, region: str = "DK") -> str:
         raise InvalidAddress("not a phone number")
     if not any(c.isdigit() for c in text):
         raise InvalidAddress("no digits")
+    return _e164(text, region)
+
+
+# Parsing and validating with phonenumbers cost more than everything else a webhook does
+# before the database; children write from the same few numbers again and again. Only valid
+# numbers are remembered (an exception is never cached), at most a bounded few.
+@functools.lru_cache(maxsize=4096)
+def _e164(text: str, region: str) -> str:
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import functools
 import hmac
 import json
 import logging
@@ -278,10 +279,12 @@ class SmsChannel(Channel):
         return form
 
 
+@functools.lru_cache(maxsize=64)  # a handful of webhook URLs, parsed on every request
 def _without_port(url: str) -> str:
     return str(remove_port(urlparse(url)))
 
 
+@functools.lru_cache(maxsize=64)
 def _with_port(url: str) -> str:
     return str(add_port(urlparse(url)))
 

@@ -19,7 +19,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.crypto import DataKey
 from bot.ids import uuid7
-from bot.storage.models import ConversationState, Outbox, ParticipationEntry, utcnow
+from bot.storage.models import (
+    ConversationState,
+    Outbox,
+    OutboxStatus,
+    ParticipationEntry,
+    utcnow,
+)
 
 SCHEMA_VERSION = 1
 TABLE = "participation_entry"
@@ -94,25 +100,37 @@ async def add_entry(
         .returning(col(ConversationState.next_entry_seq))
     )
     seq = int(result.scalar_one()) - 1
+    values, job = entry_rows(case_id=case_id, key=key, draft=draft, seq=seq, verbatim=verbatim)
+    entry = ParticipationEntry(**values)
+    session.add(entry)
+    session.add(Outbox(**job))
+    return entry
+
+
+def entry_rows(
+    *, case_id: str, key: DataKey, draft: EntryDraft, seq: int, verbatim: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The entry numbered ``seq`` and its filing job, as column values (ORM or Core insert)."""
     entry_id = uuid7()
     body = json.dumps(payload(entry_id, draft, seq=seq, verbatim=verbatim), ensure_ascii=False)
-    entry = ParticipationEntry(
-        id=entry_id,
-        case_id=case_id,
-        seq=seq,
-        kind=draft.kind,
-        occurred_at=draft.occurred_at,
-        payload_enc=key.encrypt(body, table=TABLE, row_id=entry_id, field=FIELD),
-    )
-    session.add(entry)
-    session.add(
-        Outbox(
-            id=uuid7(),
-            kind="caselog",
-            case_id=case_id,
-            ref_id=entry_id,
-            seq=seq,
-            next_attempt_at=utcnow(),  # filed as soon as committed, whenever it happened
-        )
-    )
-    return entry
+    now = utcnow()
+    entry = {
+        "id": entry_id,
+        "case_id": case_id,
+        "seq": seq,
+        "kind": draft.kind,
+        "occurred_at": draft.occurred_at,
+        "payload_enc": key.encrypt(body, table=TABLE, row_id=entry_id, field=FIELD),
+    }
+    job = {
+        "id": uuid7(),
+        "kind": "caselog",
+        "case_id": case_id,
+        "ref_id": entry_id,
+        "seq": seq,
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,  # filed as soon as committed, whenever it happened
+        "created_at": now,
+    }
+    return entry, job

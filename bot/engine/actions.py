@@ -20,7 +20,8 @@ from bot.engine.enrolment import Enrolment, NewInvitation
 from bot.errors import NotFound
 from bot.ids import uuid7
 from bot.live import Hub
-from bot.router import Router, Stored
+from bot.messages import Stored
+from bot.router import Router
 from bot.scheduler import child_identity
 from bot.storage.db import Database
 from bot.storage.models import Author, Case, ConsentEvent, ConversationState, utcnow

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.caselog.entries import EntryDraft, add_entry
 from bot.engine.checkins import Checkins
 from bot.engine.enrolment import Enrolment
-from bot.engine.hooks import Assessment, Reply, Turn
+from bot.engine.hooks import Assessment, Glance, Reply, Turn
 from bot.engine.safety import SafetyChecker
 from bot.ids import uuid7
 from bot.storage.models import Caseworker, ChannelIdentity, ConsentEvent, Outbox
@@ -98,6 +98,16 @@ class ConversationBot:
             legal_signals=tuple(found.legal_signals),
             rules=tuple(found.rules),
         )
+
+    def needs_turn(self, assessment: Assessment, glance: Glance) -> bool:
+        # The same questions, in the same order, as on_message below.
+        if assessment.risk or assessment.legal_signals:
+            return True
+        if glance.button_payload is None and classify(glance.text) is not None:
+            return True
+        if not glance.consented or glance.checkin_open:
+            return True
+        return self._auto_reply_due(glance.now, glance.bot_paused, glance.last_auto_reply_at)
 
     async def on_message(self, turn: Turn) -> list[Reply]:
         band = self.band(turn)
@@ -288,14 +298,16 @@ class ConversationBot:
             return [Reply(self.text(turn, "consent.reminder"))]
         return []
 
+    def _auto_reply_due(
+        self, now: dt.datetime, bot_paused: bool, last_sent: dt.datetime | None
+    ) -> bool:
+        if self.in_office_hours(now) or bot_paused:
+            return False
+        return last_sent is None or now - last_sent >= AUTO_REPLY_EVERY
+
     async def _out_of_hours(self, turn: Turn) -> list[Reply]:
         state = turn.state
-        if self.in_office_hours(turn.now) or state.bot_paused:
-            return []
-        if (
-            state.last_auto_reply_at is not None
-            and turn.now - state.last_auto_reply_at < AUTO_REPLY_EVERY
-        ):
+        if not self._auto_reply_due(turn.now, state.bot_paused, state.last_auto_reply_at):
             return []
         state.last_auto_reply_at = turn.now
         await self.know_caseworker(turn)

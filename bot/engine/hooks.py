@@ -6,7 +6,8 @@ inside the one transaction that stores the message:
 
 1. :meth:`Bot.enrol` for a sender with no channel identity (an enrolment code, or the prompt);
 2. :meth:`Bot.assess` — the safety check, first, before keywords, consent or check-ins;
-3. :meth:`Bot.on_message` with the stored message and the assessment.
+3. :meth:`Bot.needs_turn` — whether the engine has anything to do with this message at all;
+4. if so, :meth:`Bot.on_message` with the stored message and the assessment.
 
 Replies come back as values; the router stores and queues them like any outbound message.
 """
@@ -47,6 +48,24 @@ class Reply:
     buttons: tuple[Button, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Glance:
+    """What the router knows of a message before a turn: enough to tell it needs none.
+
+    The router's fast lane (``bot/inbound_batch.py``) stores most messages without a turn, as
+    plain rows; the engine decides from this, with the same rules as :meth:`Bot.on_message`,
+    whether a message is one of them.
+    """
+
+    text: str
+    button_payload: str | None
+    consented: bool
+    checkin_open: bool
+    bot_paused: bool
+    last_auto_reply_at: dt.datetime | None
+    now: dt.datetime
+
+
 @dataclass(slots=True)
 class Turn:
     """One stored inbound message and everything the engine may need to act on it."""
@@ -70,6 +89,9 @@ class Bot(Protocol):
     def assess(self, text: str) -> Assessment:
         """The safety check."""
 
+    def needs_turn(self, assessment: Assessment, glance: Glance) -> bool:
+        """False only if :meth:`on_message` would do nothing at all: no reply, no change."""
+
     async def on_message(self, turn: Turn) -> list[Reply]:
         """React to a stored message; return the bot's replies."""
 
@@ -82,6 +104,9 @@ class SilentBot:
 
     def assess(self, text: str) -> Assessment:
         return Assessment()
+
+    def needs_turn(self, assessment: Assessment, glance: Glance) -> bool:
+        return False
 
     async def on_message(self, turn: Turn) -> list[Reply]:
         return []

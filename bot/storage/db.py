@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage.group import GroupWriter, Work
+from bot.storage.group import BulkWork, GroupWriter, Work
 from bot.storage.inline_sqlite import inline_url
 
 _WRITE = "stemme_write"
@@ -68,6 +68,14 @@ class Database:
         a shared transaction failed), so its effects must stay inside the session.
         """
         return await self.group.run(work)
+
+    async def grouped_bulk(self, bulk: BulkWork, item: Any) -> Any:
+        """Like :meth:`grouped`, for an item that ``bulk`` stores together with its neighbours.
+
+        ``bulk(session, items)`` gets every such item of the shared transaction at once and
+        returns one result per item; alone (after a failed batch) it gets a list of one.
+        """
+        return await self.group.run_bulk(bulk, item)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:

@@ -23,7 +23,8 @@ from bot.cases import NewCase, add_case, add_caseworker
 from bot.crypto import Keyring
 from bot.inbox import totp
 from bot.keys import KeyService
-from bot.router import Router, Stored
+from bot.messages import Stored
+from bot.router import Router
 from bot.settings import Settings
 from bot.storage.db import Database
 from bot.storage.migrate import upgrade

@@ -1,0 +1,59 @@
+"""Message rows and what the router answers about them (shared by the router's two lanes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from bot.crypto import DataKey
+from bot.ids import uuid7
+from bot.storage.models import Author, Direction
+from channels.base import DeliveryState
+
+MESSAGE_TABLE = "message"
+BODY = "body"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where a message ended up. ``duplicate`` means a provider retry of a stored message."""
+
+    message_id: str
+    case_id: str
+    seq: int
+    duplicate: bool = False
+
+
+def message_row(
+    key: DataKey,
+    *,
+    case_id: str,
+    seq: int,
+    direction: Direction,
+    channel: str,
+    identity_id: str,
+    author: Author,
+    text: str,
+    provider_message_id: str | None,
+    state: DeliveryState,
+    at: dt.datetime,
+    caseworker_id: str | None = None,
+) -> dict[str, Any]:
+    """A message's column values, its text encrypted (for the ORM or a Core insert)."""
+    message_id = uuid7()
+    return {
+        "id": message_id,
+        "case_id": case_id,
+        "seq": seq,
+        "direction": direction.value,
+        "channel": channel,
+        "identity_id": identity_id,
+        "author": author.value,
+        "caseworker_id": caseworker_id,
+        "body_enc": key.encrypt(text, table=MESSAGE_TABLE, row_id=message_id, field=BODY),
+        "provider_message_id": provider_message_id,
+        "delivery_state": state.value,
+        "created_at": at,
+        "delivered_at": at if state == DeliveryState.DELIVERED else None,
+    }
