@@ -77,8 +77,28 @@ _SENDERS = (
             _STATE, _STATE.c.case_id == _IDENTITY.c.case_id
         )
     )
+    .where(
+        tuple_(_IDENTITY.c.channel, _IDENTITY.c.address_index).in_(
+            bindparam("p_pairs", expanding=True)
+        )
+    )
     .order_by(_STATE.c.case_id)
 )
+_SENDERS_LOCKED = _SENDERS.with_for_update(of=_STATE)  # PostgreSQL: counters read to be written
+# Built once (a statement built per batch cost its construction and cache key every time).
+_STORED_BEFORE = select(
+    _MESSAGE.c.id,
+    _MESSAGE.c.case_id,
+    _MESSAGE.c.seq,
+    _MESSAGE.c.channel,
+    _MESSAGE.c.provider_message_id,
+).where(
+    _MESSAGE.c.direction == Direction.INBOUND.value,
+    _MESSAGE.c.provider_message_id.in_(bindparam("p_ids", expanding=True)),
+)
+_INSERT_MESSAGES = insert(_MESSAGE)
+_INSERT_ENTRIES = insert(_ENTRY)
+_INSERT_JOBS = insert(_OUTBOX)
 _COUNTERS = (
     update(_STATE)
     .where(_STATE.c.case_id == bindparam("b_case"))
@@ -254,9 +274,9 @@ class InboundBatch:
             }
             out.append((n, Stored(str(row["id"]), sender.case_id, seq)))
         conn = await session.connection()
-        await conn.execute(insert(_MESSAGE), messages)
-        await conn.execute(insert(_ENTRY), entries)
-        await conn.execute(insert(_OUTBOX), jobs)
+        await conn.execute(_INSERT_MESSAGES, messages)
+        await conn.execute(_INSERT_ENTRIES, entries)
+        await conn.execute(_INSERT_JOBS, jobs)
         await conn.execute(_COUNTERS, list(counters.values()))
         return out
 
@@ -269,18 +289,7 @@ async def _stored_before(
     if not ids:
         return {}
     conn = await session.connection()
-    rows = await conn.execute(
-        select(
-            _MESSAGE.c.id,
-            _MESSAGE.c.case_id,
-            _MESSAGE.c.seq,
-            _MESSAGE.c.channel,
-            _MESSAGE.c.provider_message_id,
-        ).where(
-            _MESSAGE.c.direction == Direction.INBOUND.value,
-            _MESSAGE.c.provider_message_id.in_(ids),
-        )
-    )
+    rows = await conn.execute(_STORED_BEFORE, {"p_ids": ids})
     return {
         (channel, provider_id): Stored(message_id, case_id, seq, duplicate=True)
         for message_id, case_id, seq, channel, provider_id in rows
@@ -293,13 +302,11 @@ async def _senders(
     pairs = list({(i.inbound.channel, i.index) for i in items})
     if not pairs:
         return {}
-    query = _SENDERS.where(tuple_(_IDENTITY.c.channel, _IDENTITY.c.address_index).in_(pairs))
     conn = await session.connection()
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=_STATE)
+    query = _SENDERS_LOCKED if conn.dialect.name == "postgresql" else _SENDERS
     found: dict[tuple[str, str], _Sender] = {}
     counters: dict[str, _Counters] = {}
-    for row in await conn.execute(query):
+    for row in await conn.execute(query, {"p_pairs": pairs}):
         numbers = counters.setdefault(row.case_id, _Counters(row.next_seq, row.next_entry_seq))
         found[(row.channel, row.address_index)] = _Sender(
             identity_id=row.id,

@@ -21,6 +21,7 @@ import hmac
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import bindparam
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -198,13 +199,7 @@ class KeyService:
         found: dict[str, DataKey] = {}
         if not case_ids:
             return found
-        rows = (
-            await session.exec(
-                select(CaseKey.case_id, CaseKey.version, CaseKey.wrapped, CaseKey.destroyed_at)
-                .where(col(CaseKey.case_id).in_(list(set(case_ids))))
-                .order_by(col(CaseKey.case_id), col(CaseKey.version).desc())
-            )
-        ).all()
+        rows = (await session.execute(_NEWEST_KEYS, {"p_cases": list(set(case_ids))})).all()
         checked: set[tuple[str, int]] = session.info.setdefault(_CHECKED, set())
         seen: set[str] = set()
         for case_id, version, wrapped, destroyed_at in rows:
@@ -272,3 +267,11 @@ class KeyService:
 
     def address_index(self, channel: str, address: str) -> str:
         return blind_index(self.keyring, channel=channel, address=address)
+
+
+# Built once: preload runs for every batch of inbound messages.
+_NEWEST_KEYS = (
+    select(CaseKey.case_id, CaseKey.version, CaseKey.wrapped, CaseKey.destroyed_at)
+    .where(col(CaseKey.case_id).in_(bindparam("p_cases", expanding=True)))
+    .order_by(col(CaseKey.case_id), col(CaseKey.version).desc())
+)

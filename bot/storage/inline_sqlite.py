@@ -7,10 +7,13 @@ round trip waits for the scheduler: those waits, not SQLite, were most of the ti
 message took (``bench/RESULTS.md``). A SQLite statement on a local file takes microseconds,
 so this dialect runs it directly, in one step, where the caller is.
 
-What can wait stays on the connection's thread: ``BEGIN`` (may wait for another process's
-write lock, up to the busy timeout), ``COMMIT`` (the fsync, and a WAL checkpoint now and then),
-``ROLLBACK``, opening and closing. WAL readers never wait for writers, and writers take the
-lock up front with ``BEGIN IMMEDIATE``, so no other statement waits on a lock.
+What can wait stays on the connection's thread: ``BEGIN IMMEDIATE`` (may wait for another
+process's write lock, up to the busy timeout), the ``COMMIT`` of a write transaction (the
+fsync, and a WAL checkpoint now and then), opening and closing. WAL readers never wait for
+writers, and writers take the lock up front with ``BEGIN IMMEDIATE``, so no other statement
+waits on a lock. A read transaction's ``BEGIN`` and ``COMMIT`` and any ``ROLLBACK`` (in WAL
+mode it only drops pages from memory) run inline too: a web chat POST's token lookup was two
+thread round trips for one indexed read.
 
 The sqlite3 connection is used from two threads, never at once: every use is awaited in turn
 under the adapter's per-connection mutex (and sqlite3 is built serialised anyway).
@@ -56,7 +59,9 @@ def _run(conn: Any, operation: str, parameters: Any, many: bool) -> _Outcome:
 
 def _may_wait(operation: str) -> bool:
     # BEGIN IMMEDIATE can wait for another process's write lock (busy timeout): off the loop.
-    return operation.lstrip()[:5].upper() == "BEGIN"
+    # A plain (deferred) BEGIN takes no lock.
+    head = operation.lstrip()[:15].upper()
+    return head.startswith("BEGIN") and head.split()[1:2] in (["IMMEDIATE"], ["EXCLUSIVE"])
 
 
 class InlineCursor(AsyncAdapt_aiosqlite_cursor):
@@ -97,6 +102,9 @@ class InlineCursor(AsyncAdapt_aiosqlite_cursor):
                 outcome: _Outcome = await driver._execute(
                     _run, driver._conn, operation, parameters, False
                 )
+                adapted = self._adapt_connection
+                assert isinstance(adapted, InlineConnection)
+                adapted.writing = True
             else:
                 outcome = _run(driver._conn, operation, parameters, False)
             self._outcome = outcome
@@ -112,8 +120,32 @@ class InlineCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class InlineConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("writing",)
     _cursor_cls = InlineCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.writing = False  # inside a transaction begun with BEGIN IMMEDIATE
+
+    def commit(self) -> None:
+        if self.writing:
+            self.writing = False
+            super().commit()  # the fsync: on the connection's thread
+        else:
+            await_(self._inline(self._connection._conn.commit))
+
+    def rollback(self) -> None:
+        self.writing = False
+        await_(self._inline(self._connection._conn.rollback))
+
+    async def _inline(self, step: Any) -> None:
+        if not self._connection._connection:  # closed: as the stock adapter, nothing to do
+            return
+        async with self._execute_mutex:
+            try:
+                step()
+            except Exception as error:
+                self._handle_exception(error)
 
 
 class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
