@@ -210,12 +210,14 @@ class SmsChannel(Channel):
         # the default port, so we do too.
         url = self.public_base_url + request.path_qs
         given = signature.encode("utf-8", "replace")
-        expected = [
-            compute_signature(self._auth_token, candidate, form).encode()
+        # The second form is tried only when the first fails: which URL form matched is no
+        # secret, and each comparison is constant-time.
+        if not any(
+            hmac.compare_digest(
+                compute_signature(self._auth_token, candidate, form).encode(), given
+            )
             for candidate in (_without_port(url), _with_port(url))
-        ]
-        matches = [hmac.compare_digest(one, given) for one in expected]
-        if not any(matches):
+        ):
             if SHARED_KEY_HEADER in request.headers:
                 raise VerificationFailed("signed with a shared key, not the auth token")
             raise VerificationFailed("X-Twilio-Signature does not match")
