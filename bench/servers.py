@@ -125,6 +125,47 @@ async def stemme(env: Mapping[str, str], log: Path) -> AsyncIterator[Server]:
         server.stop()
 
 
+def twilio_env(sandbox_url: str) -> dict[str, str]:
+    """Settings that point Stemme's SMS channel at a fake Twilio of its own (``bench.sandbox``).
+
+    The in-process sandboxes are switched off: the demo's ran on Stemme's CPU, a real Twilio
+    does not.
+    """
+    from bot.providers import DEMO_TWILIO_NUMBER, DEMO_TWILIO_SID, DEMO_TWILIO_TOKEN
+
+    return {
+        "STEMME_SANDBOX": "false",
+        "STEMME_TWILIO_ACCOUNT_SID": DEMO_TWILIO_SID,
+        "STEMME_TWILIO_AUTH_TOKEN": DEMO_TWILIO_TOKEN,
+        "STEMME_TWILIO_FROM": DEMO_TWILIO_NUMBER,
+        "STEMME_TWILIO_API_BASE_URL": sandbox_url,
+    }
+
+
+@contextlib.asynccontextmanager
+async def twilio_sandbox(port: int, stemme_url: str, log: Path) -> AsyncIterator[Server]:
+    """The fake Twilio in a process of its own on ``port``, calling back to ``stemme_url``."""
+    argv = [sys.executable, "-m", "bench.sandbox", str(port), stemme_url]
+    server = _spawn(argv, {}, log, port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # it has no /healthz: wait until it accepts connections
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"sandbox exited; see {log}")
+            try:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sandbox did not start; see {log}") from None
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            break
+        yield server
+    finally:
+        server.stop()
+
+
 @contextlib.asynccontextmanager
 async def baseline(log: Path) -> AsyncIterator[Server]:
     port = free_port()

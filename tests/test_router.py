@@ -292,3 +292,22 @@ async def test_a_case_backlog_is_claimed_as_one_run_in_order(
     assert await worker.run_once() == 6  # not one job of the case per round
     entries = read_entries(tmp_path / "caselog")
     assert [e["seq"] for e in entries] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_filing_and_sending_go_in_rounds_of_their_own(
+    db: Database, keys: KeyService, tmp_path: Path
+) -> None:
+    new = await make_case(db, keys)
+    router, worker, channel = wiring(db, keys, tmp_path)
+    texts = [f"svar {i}" for i in range(4)]
+    for text in texts:
+        await router.reply(case_id=new.case_id, caseworker_id=new.caseworker_id, text=text)
+    assert await worker.run_once(caselog=True) == 4  # the entries only
+    assert channel.sent == []
+    assert [e["direction"] for e in read_entries(tmp_path / "caselog")] == ["out"] * 4
+    assert await worker.run_once(caselog=False) == 4  # the replies, as one run, in order
+    assert [o.text for o in channel.sent] == texts
+    async with db.read() as session:
+        states = {m.delivery_state for m in (await session.exec(select(Message))).all()}
+        left = (await session.exec(select(Outbox).where(col(Outbox.status) != "done"))).all()
+    assert (states, left) == ({"sent"}, [])
