@@ -6,45 +6,35 @@ first, then the rest by latest activity. Badges: unread count, the child's chann
 nu" (the child's quiet hours), the next scheduled check-in and, for Messenger, when the 24-hour
 reply window closes.
 
-It stays cheap with many cases: four queries however many cases there are (cases with their
-message aggregates, conversation states, channels, schedules), no message is decrypted, and the
-child's name is decrypted with the case key from the in-memory key cache.
+It stays cheap with many cases: one statement however many cases there are (cases, their
+states, one pass over their messages, channels and the next check-in as sub-selects), plus one
+for the case keys when a child's name is not in the name cache yet. No message is decrypted;
+the names are decrypted with the case keys from the in-memory key cache. The page's rows are
+drawn by :mod:`bot.inbox.queue_rows`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
-from sqlalchemy import and_, func, or_
-from sqlalchemy import case as when
-from sqlalchemy import select as sa_select
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.crypto import DataErased, KeyDestroyed
 from bot.inbox.i18n import LOCAL_ZONE, Translator
+from bot.inbox.queue_query import MESSENGER as MESSENGER  # where the rest of the inbox looks
+from bot.inbox.queue_query import QUERY
+from bot.inbox.recent import RecentCache
 from bot.inbox.transcript import CASE_TABLE, CHILD_NAME, Urgency
 from bot.keys import KeyService
-from bot.storage.models import (
-    Author,
-    Case,
-    ChannelIdentity,
-    ConversationState,
-    Direction,
-    Message,
-    Schedule,
-)
 
-MESSENGER = "messenger"
 # Meta's standard messaging window; channels/messenger.py declares the same capability.
 MESSENGER_WINDOW = dt.timedelta(hours=24)
 CHANNEL_ORDER = ("webchat", "sms", "telegram", "messenger")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_CALM = Urgency(flagged=False, reasons=None, timer_due_at=None, timer_reason=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,53 +68,19 @@ def quiet_now(start: str, end: str, now: dt.datetime) -> bool:
     An end before the start runs past midnight; equal times mean no quiet hours. A malformed
     value counts as "not quiet" here: the badge is a hint, the scheduler enforces the rule.
     """
+    return _quiet_at(start, end, now.astimezone(LOCAL_ZONE).time())
+
+
+def _quiet_at(start: str, end: str, local: dt.time) -> bool:
     try:
         begin, finish = dt.time.fromisoformat(start), dt.time.fromisoformat(end)
     except ValueError:
         return False
-    local = now.astimezone(LOCAL_ZONE).time()
     if begin == finish:
         return False
     if begin < finish:
         return begin <= local < finish
     return local >= begin or local < finish
-
-
-def _aggregates(last_reply: Any) -> list[Any]:
-    """Per case: unread count, last activity, first unanswered message, last Messenger one."""
-    inbound = col(Message.direction) == Direction.INBOUND.value
-    unread = and_(inbound, col(Message.read_at).is_(None))
-    after_reply = or_(last_reply.is_(None), col(Message.created_at) > last_reply)
-    return [
-        func.coalesce(func.sum(when((unread, 1), else_=0)), 0).label("unread"),
-        func.max(col(Message.created_at)).label("last"),
-        func.min(when((and_(inbound, after_reply), col(Message.created_at)))).label("waiting"),
-        func.max(
-            when((and_(inbound, col(Message.channel) == MESSENGER), col(Message.created_at)))
-        ).label("messenger_in"),
-    ]
-
-
-# Columns only, no ORM objects: building 1,000 model instances costs more than the query.
-_CASE: tuple[Any, ...] = (
-    Case.id,
-    Case.case_ref,
-    Case.child_name_enc,
-    col(Case.closed_at).is_not(None).label("closed"),
-    Case.quiet_start,
-    Case.quiet_end,
-)
-# Flags as booleans in SQL: fewer timestamps to convert per row.
-_STATE: tuple[Any, ...] = (
-    and_(
-        col(ConversationState.urgent_since).is_not(None),
-        col(ConversationState.acknowledged_at).is_(None),
-    ).label("flagged"),
-    ConversationState.urgent_reasons,
-    ConversationState.timer_due_at,
-    ConversationState.timer_reason,
-    col(ConversationState.handled_at).is_not(None).label("handled"),
-)
 
 
 async def load(
@@ -136,65 +92,53 @@ async def load(
     names: NameCache | None = None,
 ) -> list[QueueItem]:
     """The cases assigned to ``caseworker_ids`` (the caller's own and those they cover)."""
-    # The caseworkers' last reply per case, once per case (a correlated subquery would be
-    # evaluated per message: quadratic in a long conversation).
-    replies = (
-        select(
-            col(Message.case_id).label("case_id"),
-            func.max(col(Message.created_at)).label("at"),
-        )
-        .where(col(Message.author) == Author.CASEWORKER.value)
-        .group_by(col(Message.case_id))
-        .subquery()
-    )
-    query = (
-        sa_select(*_CASE, *_STATE, *_aggregates(replies.c.at))
-        .select_from(Case)
-        .outerjoin(ConversationState, col(ConversationState.case_id) == col(Case.id))
-        .outerjoin(replies, replies.c.case_id == col(Case.id))
-        .outerjoin(Message, col(Message.case_id) == col(Case.id))
-        .where(col(Case.caseworker_id).in_(list(caseworker_ids)))
-        # Grouping by both primary keys lets PostgreSQL select their other columns too.
-        .group_by(col(Case.id), col(ConversationState.case_id), replies.c.at)
-    )
-    found = (await session.execute(query)).all()
+    found = (await session.execute(QUERY, {"caseworkers": list(caseworker_ids)})).all()
     ids = [row[0] for row in found]
     if names is None or any(row[2] is None or names.get(row[2]) is None for row in found):
         await keys.preload(session, ids)  # one query for every case key, not one per name
-    channels = await _channels(session, ids)
-    checkins = await _next_checkins(session, ids)
+    channels = _Channels()
+    local = now.astimezone(LOCAL_ZONE).time()
+    quiet: dict[tuple[str, str], bool] = {}  # most cases share the default quiet hours
     items = []
     for row in found:
         case_id, case_ref, name_enc, closed, quiet_start, quiet_end = row[:6]
         flagged, reasons, due, reason, handled = row[6:11]
-        unread, last, waiting, messenger_in = row[11:]
+        unread, last, waiting, messenger_in, channel_list, next_checkin = row[11:]
         # The same rule as transcript.Urgency.of, on columns instead of a loaded row.
         flagged = bool(flagged)
         running = due is not None and due > now
-        urgent = Urgency(
-            flagged=flagged,
-            reasons=reasons if flagged else None,
-            timer_due_at=due if running else None,
-            timer_reason=reason if running else None,
-        )
-        active, paused = channels.get(case_id, ((), ()))
+        urgent = _CALM
+        if flagged or running:
+            urgent = Urgency(
+                flagged=flagged,
+                reasons=reasons if flagged else None,
+                timer_due_at=due if running else None,
+                timer_reason=reason if running else None,
+            )
+        active, paused = channels.of(channel_list)
         closes = _window(messenger_in, now) if MESSENGER in active else None
+        hours = (quiet_start, quiet_end)
+        if hours not in quiet:
+            quiet[hours] = _quiet_at(quiet_start, quiet_end, local)
+        name = names.get(name_enc) if names is not None and name_enc is not None else None
+        if name is None:
+            name = await _name(session, keys, case_id, name_enc, names)
         items.append(
             QueueItem(
                 case_id=case_id,
                 case_ref=case_ref,
-                child_name=await _name(session, keys, case_id, name_enc, names),
+                child_name=name,
                 unread=int(unread),
                 last_activity=last,
                 closed=bool(closed),
                 urgent=urgent.urgent,
-                urgent_reasons=urgent.all_reasons,
+                urgent_reasons=urgent.all_reasons if urgent is not _CALM else None,
                 timer_due_at=urgent.timer_due_at,
                 waiting_since=None if handled else waiting,
                 channels=active,
                 paused=paused,
-                quiet_now=quiet_now(quiet_start, quiet_end, now),
-                next_checkin_at=checkins.get(case_id),
+                quiet_now=quiet[hours],
+                next_checkin_at=next_checkin,
                 window_closes_at=closes,
             )
         )
@@ -202,28 +146,13 @@ async def load(
     return items
 
 
-class NameCache:
+class NameCache(RecentCache[bytes, str]):
     """Decrypted child names by ciphertext, so a queue of 1,000 decrypts only what changed.
 
     Keyed by the ciphertext itself: a renamed child has a new one, and an erased or shredded
-    case has none (its column is NULLed), so nothing stale can be shown. Memory only, bounded.
+    case has none (its column is NULLed), so nothing stale can be shown. Memory only, bounded
+    in number and in idle time (``bot/inbox/recent.py``).
     """
-
-    def __init__(self, size: int = 8192) -> None:
-        self._names: OrderedDict[bytes, str] = OrderedDict()
-        self._size = size
-
-    def get(self, blob: bytes) -> str | None:
-        name = self._names.get(blob)
-        if name is not None:
-            self._names.move_to_end(blob)
-        return name
-
-    def put(self, blob: bytes, name: str) -> None:
-        self._names[blob] = name
-        self._names.move_to_end(blob)
-        while len(self._names) > self._size:
-            self._names.popitem(last=False)
 
 
 NAMES: web.AppKey[NameCache] = web.AppKey("queue_names", NameCache)
@@ -268,41 +197,28 @@ def _window(last_in: dt.datetime | None, now: dt.datetime) -> dt.datetime | None
     return closes if closes > now else None
 
 
-async def _channels(
-    session: AsyncSession, ids: list[str]
-) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Per case: the active channels and the paused ones, each once, in a fixed order."""
-    if not ids:
-        return {}
-    query = select(ChannelIdentity.case_id, ChannelIdentity.channel, ChannelIdentity.status).where(
-        col(ChannelIdentity.case_id).in_(ids),
-        col(ChannelIdentity.status).in_(("active", "paused")),
-    )
-    found: dict[str, tuple[set[str], set[str]]] = {}
-    for case_id, channel, status in (await session.exec(query)).all():
-        active, paused = found.setdefault(case_id, (set(), set()))
-        (active if status == "active" else paused).add(channel)
-    return {case_id: (_ordered(a), _ordered(p - a)) for case_id, (a, p) in found.items()}
+class _Channels:
+    """Parses the channel lists of one queue; most cases share a few, so each is parsed once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str | None, tuple[tuple[str, ...], tuple[str, ...]]] = {None: ((), ())}
+
+    def of(self, listed: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The active channels and the paused ones (not also active), each in a fixed order."""
+        found = self._seen.get(listed)
+        if found is None:
+            active: set[str] = set()
+            paused: set[str] = set()
+            for pair in (listed or "").split(","):
+                channel, _, status = pair.rpartition(":")
+                (active if status == "active" else paused).add(channel)
+            found = self._seen[listed] = (_ordered(active), _ordered(paused - active))
+        return found
 
 
 def _ordered(names: set[str]) -> tuple[str, ...]:
     known = [n for n in CHANNEL_ORDER if n in names]
     return (*known, *sorted(names - set(known)))
-
-
-async def _next_checkins(session: AsyncSession, ids: list[str]) -> dict[str, dt.datetime]:
-    if not ids:
-        return {}
-    query = (
-        select(Schedule.case_id, func.min(col(Schedule.next_due_at)))
-        .where(
-            col(Schedule.case_id).in_(ids),
-            col(Schedule.active).is_(True),
-            col(Schedule.next_due_at).is_not(None),
-        )
-        .group_by(col(Schedule.case_id))
-    )
-    return {case_id: due for case_id, due in (await session.execute(query)).all() if due}
 
 
 def until_label(tr: Translator, moment: dt.datetime, now: dt.datetime) -> str:

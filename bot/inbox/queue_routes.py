@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.inbox import notes_views, queue, queue_actions, securelink
+from bot.inbox import notes_views, queue, queue_actions, queue_rows, securelink
 
 
 def add_routes(inbox: web.Application, app: web.Application) -> None:
     """Add these routes to the inbox sub-application and (the child's page) the main one."""
     inbox[queue.NAMES] = queue.NameCache()
+    inbox[queue_rows.ROWS] = queue_rows.RowCache()
     inbox.router.add_post("/cases/{case_id}/notes", notes_views.add_note)
     inbox.router.add_post("/cases/{case_id}/handled", queue_actions.mark_handled)
     channel = "/cases/{case_id}/channels/{identity_id}"

@@ -6,17 +6,16 @@ time helpers from the template for every badge cost more than everything else on
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from markupsafe import Markup
 
 from bot import appkeys
-from bot.inbox import access, queue
-from bot.inbox.context import render, translator
+from bot.inbox import access, queue, queue_rows
+from bot.inbox.context import inbox, render, translator
 from bot.inbox.i18n import Translator
-from bot.inbox.queue import QueueItem, until_label
+from bot.inbox.queue import QueueItem
 from bot.inbox.sessions import Login
 from bot.storage.models import utcnow
 
@@ -65,72 +64,59 @@ def labels(tr: Translator) -> Labels:
     )
 
 
-def views(
-    items: Sequence[QueueItem],
+class ChannelNames:
+    """Channel names in the caseworker's language, each translated once per page."""
+
+    def __init__(self, tr: Translator) -> None:
+        self._tr = tr
+        self._names: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        if name not in self._names:
+            self._names[name] = self._tr.channel(name)
+        return self._names[name]
+
+
+def row_view(
+    item: QueueItem,
     tr: Translator,
-    now: dt.datetime,
     *,
-    covering: Mapping[str, str],
+    window: str | None,
+    cover: str | None,
     shared: Labels,
-) -> list[RowView]:
-    erased = tr.t("queue.name_erased")
-    channel_names: dict[str, str] = {}
-
-    def channel(name: str) -> str:
-        if name not in channel_names:
-            channel_names[name] = tr.channel(name)
-        return channel_names[name]
-
-    views = []
-    for item in items:
-        reasons = tr.reasons(item.urgent_reasons) if item.urgent else []
-        cover = covering.get(item.case_id)
-        views.append(
-            RowView(
-                case_id=item.case_id,
-                case_ref=item.case_ref,
-                name=item.child_name if item.child_name is not None else erased,
-                unread=item.unread,
-                urgent=item.urgent,
-                unanswered=item.unanswered,
-                closed=item.closed,
-                urgent_label=(
-                    f"{shared.urgent}: {', '.join(reasons)}" if reasons else shared.urgent
-                ),
-                timer_label=(
-                    tr.t("queue.timer", time=tr.time(item.timer_due_at))
-                    if item.timer_due_at
-                    else None
-                ),
-                waiting_label=(
-                    tr.t("queue.waiting", time=tr.time(item.waiting_since))
-                    if item.waiting_since
-                    else None
-                ),
-                quiet=item.quiet_now,
-                checkin_label=(
-                    tr.t("queue.next_checkin", time=tr.time(item.next_checkin_at))
-                    if item.next_checkin_at
-                    else None
-                ),
-                window_label=(
-                    tr.t(
-                        "queue.window_closes", duration=until_label(tr, item.window_closes_at, now)
-                    )
-                    if item.window_closes_at
-                    else None
-                ),
-                unread_label=tr.unread(item.unread),
-                channels=[(c, channel(c)) for c in item.channels],
-                paused=[
-                    (c, tr.t("queue.channel_paused", channel=channel(c))) for c in item.paused
-                ],
-                last_iso=item.last_activity.isoformat() if item.last_activity else None,
-                last_label=tr.time(item.last_activity) if item.last_activity else None,
-                cover_label=tr.t("cover.badge", name=cover) if cover else None,
-            )
-        )
-    return views
+    channel: ChannelNames,
+) -> RowView:
+    """One row's labels; ``window`` is the time left to reply on Messenger, in words."""
+    reasons = tr.reasons(item.urgent_reasons) if item.urgent else []
+    return RowView(
+        case_id=item.case_id,
+        case_ref=item.case_ref,
+        name=item.child_name if item.child_name is not None else tr.t("queue.name_erased"),
+        unread=item.unread,
+        urgent=item.urgent,
+        unanswered=item.unanswered,
+        closed=item.closed,
+        urgent_label=f"{shared.urgent}: {', '.join(reasons)}" if reasons else shared.urgent,
+        timer_label=(
+            tr.t("queue.timer", time=tr.time(item.timer_due_at)) if item.timer_due_at else None
+        ),
+        waiting_label=(
+            tr.t("queue.waiting", time=tr.time(item.waiting_since)) if item.waiting_since else None
+        ),
+        quiet=item.quiet_now,
+        checkin_label=(
+            tr.t("queue.next_checkin", time=tr.time(item.next_checkin_at))
+            if item.next_checkin_at
+            else None
+        ),
+        window_label=tr.t("queue.window_closes", duration=window) if window else None,
+        unread_label=tr.unread(item.unread),
+        channels=[(c, channel(c)) for c in item.channels],
+        paused=[(c, tr.t("queue.channel_paused", channel=channel(c))) for c in item.paused],
+        last_iso=item.last_activity.isoformat() if item.last_activity else None,
+        last_label=tr.time(item.last_activity) if item.last_activity else None,
+        cover_label=tr.t("cover.badge", name=cover) if cover else None,
+    )
 
 
 async def page(request: web.Request, login: Login) -> web.StreamResponse:
@@ -148,10 +134,16 @@ async def page(request: web.Request, login: Login) -> web.StreamResponse:
         covering = await access.covering_badges(session, covered)
     tr = translator(request, login)
     shared = labels(tr)
+    channel = ChannelNames(tr)
+    template = inbox(request).templates.get_template(queue_rows.TEMPLATE)
+    macro = template.module.row  # type: ignore[attr-defined]
+
+    def row(item: QueueItem, window: str | None, cover: str | None) -> Markup:
+        view = row_view(item, tr, window=window, cover=cover, shared=shared, channel=channel)
+        html: Markup = macro(view, shared)  # autoescaped by the template
+        return html
+
+    html = request.config_dict[queue_rows.ROWS].render(rows, tr, now, covering=covering, row=row)
     return render(
-        request,
-        "queue.html",
-        login=login,
-        rows=views(rows, tr, now, covering=covering, shared=shared),
-        labels=shared,
+        request, "queue.html", login=login, rows=bool(rows), rows_html=html, labels=shared
     )

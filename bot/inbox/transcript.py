@@ -31,6 +31,9 @@ from bot.storage.models import (
 )
 
 CASE_TABLE = "child_case"
+# A conversation opens with its newest messages; earlier ones are a link away. Decrypting and
+# drawing 5,000 messages took over a second, and the newest are what a caseworker answers.
+PAGE = 200
 CHILD_NAME = "child_name"
 ERASED_NAME = "\u2014"  # no words: the name is gone, in every language
 
@@ -235,12 +238,18 @@ async def messages(
     *,
     after: int = 0,
     message_id: str | None = None,
+    newest: int | None = None,
 ) -> list[MessageView]:
-    """The conversation in ``seq`` order (only ``seq > after``, or only ``message_id``)."""
+    """The conversation in ``seq`` order (only ``seq > after``, only ``message_id``, or only
+    the ``newest`` so many)."""
     query = select(Message).where(Message.case_id == case.id, Message.seq > after)
     if message_id is not None:
         query = query.where(Message.id == message_id)
-    rows = (await session.exec(query.order_by(col(Message.seq)))).all()
+    if newest is None:
+        rows = list((await session.exec(query.order_by(col(Message.seq)))).all())
+    else:
+        latest = query.order_by(col(Message.seq).desc()).limit(newest)
+        rows = list(reversed((await session.exec(latest)).all()))
     if not rows:
         return []
     name = await child_name(session, keys, case)
@@ -265,6 +274,49 @@ async def messages(
         )
         for row in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The part of a conversation a page shows: from some message to the newest."""
+
+    lines: list[MessageView]
+    earlier: int  # how many messages come before the first one shown
+    more_from: int  # the ``seq`` to start from to show one page more (when ``earlier``)
+
+
+def start_of(query: Mapping[str, str]) -> int | None:
+    """The ``?from=`` of a conversation's address: a positive message number, else ``None``
+    (a malformed value shows the newest messages, as without one)."""
+    text = query.get("from", "")
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        return None
+    return max(1, int(text))
+
+
+async def window(
+    session: AsyncSession,
+    keys: KeyService,
+    case: Case,
+    tr: Translator,
+    *,
+    start: int | None = None,
+) -> Window:
+    """The newest :data:`PAGE` messages, or every message from ``seq`` ``start`` on.
+
+    The window always runs to the newest message, so live updates append where they belong
+    and every earlier message stays reachable by widening it.
+    """
+    if start is None:
+        lines = await messages(session, keys, case, tr, newest=PAGE)
+    else:
+        lines = await messages(session, keys, case, tr, after=start - 1)
+    if not lines:
+        return Window(lines=lines, earlier=0, more_from=1)
+    first = lines[0].seq
+    query = select(func.count()).where(Message.case_id == case.id, Message.seq < first)
+    earlier = int((await session.execute(query)).scalar_one())
+    return Window(lines=lines, earlier=earlier, more_from=max(1, first - PAGE))
 
 
 async def _text(

@@ -108,7 +108,10 @@ async def conversation(
         if decision.ground is not access.Ground.TEAM:
             marked = await transcript.mark_read(session, case.id)
         name = await transcript.child_name(session, keys, case)
-        lines = await transcript.messages(session, keys, case, tr)
+        shown = await transcript.window(
+            session, keys, case, tr, start=transcript.start_of(request.query)
+        )
+        lines = shown.lines
         state = await session.get(ConversationState, case.id)
         rows = await panels.identities(session, case.id)
         last_in = await last_inbound_identity_id(session, case.id)
@@ -144,6 +147,7 @@ async def conversation(
         case=case,
         child_name=name,
         lines=lines,
+        earlier=shown,
         last_seq=lines[-1].seq if lines else 0,
         errors=page.errors,
         drafts=page.drafts,
