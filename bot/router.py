@@ -15,10 +15,13 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, update
+from sqlalchemy import select as sa_select
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -363,7 +366,7 @@ class Router:
     async def record_status(self, updates: Sequence[StatusUpdate]) -> None:
         """Move delivery states forward (never back) from provider reports."""
         failed: list[tuple[str, str]] = []
-        changed: list[Message] = []
+        changed: list[tuple[str, str, int]] = []
 
         async def record(session: AsyncSession) -> None:
             # May run twice (alone, after a shared transaction failed): start from scratch.
@@ -372,7 +375,12 @@ class Router:
             for status in updates:
                 if status.up_to is None:
                     await lock_provider_id(session, status.channel, status.provider_message_id)
-                found = await _reported_messages(session, self.keys, status)
+                    found = await _by_provider_id(session, status)
+                else:
+                    found = [
+                        _Reported.of(m)
+                        for m in await _reported_messages(session, self.keys, status)
+                    ]
                 if not found and status.up_to is None and status.provider_message_id:
                     # The report beat the send's answer: keep it until the outbox knows the id.
                     session.add(
@@ -386,13 +394,13 @@ class Router:
                         )
                     )
                 for message in found:
-                    if apply_delivery_state(message, status.state, status.reason):
-                        changed.append(message)
-                        if message.delivery_state == status.state.value and status.state in (
-                            DeliveryState.FAILED,
-                            DeliveryState.UNDELIVERED,
-                        ):
-                            failed.append((status.channel, reason_label(status.code, "failed")))
+                    after = advanced(message.state, message.delivered_at, status.state)
+                    if after is None:
+                        continue
+                    await _set_state(session, message, after, status.reason)
+                    changed.append(message.where)
+                    if after[0] == status.state.value and status.state in _FAILED:
+                        failed.append((status.channel, reason_label(status.code, "failed")))
 
         # Reports come in bursts (sent, delivered, for every reply): they share commits too.
         await self.db.grouped(record)
@@ -410,14 +418,18 @@ class Router:
                     )
                 )
             ).all()
-            changed = [m for m in rows if apply_delivery_state(m, DeliveryState.DELIVERED, None)]
+            changed = [
+                (m.case_id, m.id, m.seq)
+                for m in rows
+                if apply_delivery_state(m, DeliveryState.DELIVERED, None)
+            ]
         self._publish_status(changed)
 
-    def _publish_status(self, messages: Sequence[Message]) -> None:
-        for m in messages:
+    def _publish_status(self, messages: Sequence[tuple[str, str, int]]) -> None:
+        for case_id, message_id, seq in messages:
             self.hub.publish(
-                f"case:{m.case_id}",
-                {"type": "status", "case_id": m.case_id, "message_id": m.id, "seq": m.seq},
+                f"case:{case_id}",
+                {"type": "status", "case_id": case_id, "message_id": message_id, "seq": seq},
             )
 
 
@@ -485,16 +497,83 @@ async def apply_early_statuses(session: AsyncSession, message: Message) -> None:
 
 
 def apply_delivery_state(message: Message, new: DeliveryState, reason: str | None) -> bool:
-    current = DeliveryState(message.delivery_state)
-    after = current.advance(new)
-    if after == current:
+    after = advanced(message.delivery_state, message.delivered_at, new)
+    if after is None:
         return False
-    message.delivery_state = after.value
-    if after in (DeliveryState.FAILED, DeliveryState.UNDELIVERED):
+    message.delivery_state, message.delivered_at = after
+    if after[0] in _FAILED_VALUES:
         message.delivery_reason = reason
-    if after in (DeliveryState.DELIVERED, DeliveryState.READ) and message.delivered_at is None:
-        message.delivered_at = utcnow()
     return True
+
+
+def advanced(
+    current: str, delivered_at: dt.datetime | None, new: DeliveryState
+) -> tuple[str, dt.datetime | None] | None:
+    """The state and delivery time after a report of ``new``; ``None`` if nothing changes.
+
+    States only move forward (``DeliveryState.advance``); the delivery time is the first report
+    of delivered or read.
+    """
+    state = DeliveryState(current)
+    after = state.advance(new)
+    if after == state:
+        return None
+    if after in (DeliveryState.DELIVERED, DeliveryState.READ) and delivered_at is None:
+        delivered_at = utcnow()
+    return after.value, delivered_at
+
+
+_FAILED = (DeliveryState.FAILED, DeliveryState.UNDELIVERED)
+_FAILED_VALUES = frozenset(state.value for state in _FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reported:
+    """An outbound message a delivery report is about, as far as the report needs it."""
+
+    id: str
+    case_id: str
+    seq: int
+    state: str
+    delivered_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, message: Message) -> _Reported:
+        return cls(
+            message.id, message.case_id, message.seq, message.delivery_state, message.delivered_at
+        )
+
+    @property
+    def where(self) -> tuple[str, str, int]:
+        return self.case_id, self.id, self.seq
+
+
+async def _by_provider_id(session: AsyncSession, status: StatusUpdate) -> list[_Reported]:
+    """The message a report names by provider id: one prepared Core read (two per reply)."""
+    # A delivery's "done" piece may have stored the provider id in this very transaction,
+    # through the ORM: it must be written before the read looks for it.
+    await session.flush()
+    params = {"p_channel": status.channel, "p_provider_id": status.provider_message_id}
+    row = (await session.execute(_BY_PROVIDER_ID, params)).first()
+    return [] if row is None else [_Reported(*row)]
+
+
+async def _set_state(
+    session: AsyncSession,
+    message: _Reported,
+    after: tuple[str, dt.datetime | None],
+    reason: str | None,
+) -> None:
+    state, delivered_at = after
+    values = {"p_id": message.id, "p_state": state, "p_delivered_at": delivered_at}
+    if state in _FAILED_VALUES:
+        await session.execute(_SET_FAILED, values | {"p_reason": reason})
+    else:
+        await session.execute(_SET_STATE, values)
+    # A copy of the row loaded through the ORM earlier in this transaction is now stale.
+    loaded = session.sync_session.identity_map.get(identity_key(Message, message.id))
+    if loaded is not None:
+        session.sync_session.expire(loaded)
 
 
 def _aware(at: dt.datetime) -> dt.datetime:
@@ -602,3 +681,21 @@ async def _reply_identity(
     if identity is None:
         raise NotFound("channel identity")
     return identity
+
+
+_M = Message.__table__  # type: ignore[attr-defined]
+_BY_PROVIDER_ID = (
+    sa_select(_M.c.id, _M.c.case_id, _M.c.seq, _M.c.delivery_state, _M.c.delivered_at)
+    .where(
+        _M.c.channel == bindparam("p_channel"),
+        _M.c.direction == Direction.OUTBOUND.value,
+        _M.c.provider_message_id == bindparam("p_provider_id"),
+    )
+    .limit(1)
+)
+_SET_STATE = (
+    update(_M)
+    .where(_M.c.id == bindparam("p_id"))
+    .values(delivery_state=bindparam("p_state"), delivered_at=bindparam("p_delivered_at"))
+)
+_SET_FAILED = _SET_STATE.values(delivery_reason=bindparam("p_reason"))
