@@ -21,8 +21,13 @@ run: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# Two workers (pytest-xdist): most tests wait on servers, fsync and sleeps, so the 2-core CI
+# runner is busy about twice as often. `--dist loadgroup` keeps the crash tests (xdist_group
+# "crash") on one worker, one after the other. `make test PYTEST_WORKERS=0` runs in-process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup \
+		$(PYTEST_ARGS)
 
 # Measurement only, never part of `make test`; about 10 minutes (see bench/README.md).
 bench: $(STAMP) system-deps

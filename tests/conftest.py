@@ -23,6 +23,37 @@ from tests.support.pgserver import PgServer, create_database, drop_database, sta
 TEMPLATE_DB = "stemme_template"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test an id of its own and, under ``--dist loadgroup``, its xdist group.
+
+    pytest-xdist hands out tests by node id. Two things go wrong with pytest 9 otherwise:
+    schemathesis names each operation's test ``test_x[GET /path]`` but its node id lacks the
+    ``[...]``, so xdist would run only the first of them; and xdist appends ``@group`` to the
+    old ``_nodeid`` attribute, which pytest 9 no longer reads, so groups would be ignored.
+    """
+    seen: set[str] = set()
+    for item in items:
+        nodeid = item.nodeid
+        if nodeid in seen and item.parent is not None:
+            nodeid = f"{item.parent.nodeid}::{item.name}"
+        seen.add(nodeid)
+        group = item.get_closest_marker("xdist_group")
+        # xdist's own flag: workers see `loadgroup`, while their `dist` option reads "no".
+        if group is not None and getattr(config.option, "loadgroup", False):
+            nodeid = f"{nodeid}@{group.args[0]}"
+        if nodeid != item.nodeid:
+            _set_nodeid(item, nodeid)
+
+
+def _set_nodeid(item: pytest.Item, nodeid: str) -> None:
+    # pytest 9 keeps a structured id in `_id`; pytest 8 the string in `_nodeid`.
+    if hasattr(item, "_id"):
+        item._id = type(item._id).parse(nodeid)
+    else:
+        item._nodeid = nodeid  # type: ignore[attr-defined]
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start from an environment without STEMME_* settings."""

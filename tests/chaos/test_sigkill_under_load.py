@@ -43,7 +43,8 @@ from .rig import (
     start_sandboxes,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# Kept with the other crash tests on one worker (see tests/e2e/test_crash.py).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("crash")]
 
 CHILDREN = 6
 TOTAL = int(os.environ.get("STEMME_CHAOS_MESSAGES", "2000"))

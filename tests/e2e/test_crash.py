@@ -18,7 +18,9 @@ import pytest
 from .chat import caselog_entries, child_socket, query
 from .server import DemoInfo, ServerProcess
 
-pytestmark = pytest.mark.slow
+# One worker runs the crash tests one after the other (`make test` uses --dist loadgroup):
+# two at once would starve each other's kill-and-restart windows on a 2-core runner.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]
 
 ROUNDS = 5
 FILED_WITHIN = 10.0

@@ -17,7 +17,8 @@ import pytest
 from .chat import query
 from .server import DemoInfo, ServerProcess
 
-pytestmark = pytest.mark.slow
+# Kept with the other crash tests on one worker (see tests/e2e/test_crash.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash")]
 
 IN_FLIGHT = 60
 

@@ -32,7 +32,9 @@ from bot.providers import DEMO_MESSENGER_SECRET, DEMO_TELEGRAM_SECRET, DEMO_TWIL
 from channels.sms_forms import compute_signature
 from tests.e2e.server import DemoInfo, ServerProcess
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module in order (`make test` uses --dist loadgroup): the last test
+# reads what the fuzzing before it saw, and the module's server is started once, not per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("openapi")]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 DESCRIPTION: dict[str, Any] = yaml.safe_load(DOCS.read_text(encoding="utf-8"))
