@@ -31,9 +31,12 @@ from bot.storage.inline_sqlite import inline_url
 _WRITE = "stemme_write"
 T = TypeVar("T")
 # SQLite: enough connections for the concurrent readers of a busy server, never more (overflow
-# connections were opened and closed per burst). PostgreSQL: room for several app processes.
+# connections were opened and closed per burst). PostgreSQL: a busy web chat reads its link on
+# every POST, and connections opened beyond the pool are closed again at once (10 kept made 32
+# senders open and close ~20 per burst: 237 → 343 msgs/s); 40 per process leaves two processes
+# within PostgreSQL's default max_connections (docs/operations.md).
 SQLITE_POOL = 24
-PG_POOL, PG_OVERFLOW = 10, 20
+PG_POOL, PG_OVERFLOW = 24, 16
 
 
 class Database:
