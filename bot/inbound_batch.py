@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.caselog.entries import EntryDraft, entry_rows, message_summary
@@ -77,14 +77,18 @@ _SENDERS = (
             _STATE, _STATE.c.case_id == _IDENTITY.c.case_id
         )
     )
+    # Two lists rather than a list of pairs: SQLite's planner reaches the (channel,
+    # address_index) index only this way (with pairs it scanned every identity). The blind
+    # index already differs per channel; the rows are matched on both again in Python.
     .where(
-        tuple_(_IDENTITY.c.channel, _IDENTITY.c.address_index).in_(
-            bindparam("p_pairs", expanding=True)
-        )
+        _IDENTITY.c.channel.in_(bindparam("p_channels", expanding=True)),
+        _IDENTITY.c.address_index.in_(bindparam("p_indexes", expanding=True)),
     )
-    .order_by(_STATE.c.case_id)
 )
-_SENDERS_LOCKED = _SENDERS.with_for_update(of=_STATE)  # PostgreSQL: counters read to be written
+# PostgreSQL: the counters are read to be written, so their rows are locked, in case order
+# (two batches never wait for each other crosswise). SQLite's writer lock covers it there, and
+# with the ORDER BY its planner would scan every case.
+_SENDERS_LOCKED = _SENDERS.order_by(_STATE.c.case_id).with_for_update(of=_STATE)
 # Built once (a statement built per batch cost its construction and cache key every time).
 _STORED_BEFORE = select(
     _MESSAGE.c.id,
@@ -93,6 +97,9 @@ _STORED_BEFORE = select(
     _MESSAGE.c.channel,
     _MESSAGE.c.provider_message_id,
 ).where(
+    # The channel leads the unique index (channel, direction, provider id): without it, every
+    # batch scanned the whole message table.
+    _MESSAGE.c.channel.in_(bindparam("p_channels", expanding=True)),
     _MESSAGE.c.direction == Direction.INBOUND.value,
     _MESSAGE.c.provider_message_id.in_(bindparam("p_ids", expanding=True)),
 )
@@ -288,8 +295,9 @@ async def _stored_before(
     ids = list({i.inbound.provider_message_id for i in items if i.inbound.provider_message_id})
     if not ids:
         return {}
+    channels = list({i.inbound.channel for i in items})
     conn = await session.connection()
-    rows = await conn.execute(_STORED_BEFORE, {"p_ids": ids})
+    rows = await conn.execute(_STORED_BEFORE, {"p_channels": channels, "p_ids": ids})
     return {
         (channel, provider_id): Stored(message_id, case_id, seq, duplicate=True)
         for message_id, case_id, seq, channel, provider_id in rows
@@ -306,7 +314,8 @@ async def _senders(
     query = _SENDERS_LOCKED if conn.dialect.name == "postgresql" else _SENDERS
     found: dict[tuple[str, str], _Sender] = {}
     counters: dict[str, _Counters] = {}
-    for row in await conn.execute(query, {"p_pairs": pairs}):
+    params = {"p_channels": list({c for c, _ in pairs}), "p_indexes": list({i for _, i in pairs})}
+    for row in await conn.execute(query, params):
         numbers = counters.setdefault(row.case_id, _Counters(row.next_seq, row.next_entry_seq))
         found[(row.channel, row.address_index)] = _Sender(
             identity_id=row.id,
