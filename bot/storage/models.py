@@ -11,7 +11,17 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -294,6 +304,19 @@ class Outbox(SQLModel, table=True):
     """Work to do after commit: deliver a message, file a participation entry."""
 
     __tablename__ = "outbox"
+    # Only pending jobs, in claim order: done jobs pile up with every message, and the claim
+    # (bot/outbox_claim.py) and /metrics look at the pending ones alone. Without it every claim
+    # scanned the whole table.
+    __table_args__ = (
+        Index(
+            "ix_outbox_pending",
+            "kind",
+            "case_id",
+            "seq",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     kind: str = Field(max_length=20)

@@ -142,11 +142,19 @@ def upgrade() -> None:
             sa.Column("text_removed_at", sa.DateTime(timezone=True), nullable=True)
         )
     # --- performance: indexes ---
-    pass
+    op.create_index(
+        "ix_outbox_pending",
+        "outbox",
+        ["kind", "case_id", "seq"],
+        unique=False,
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    )
 
 
 def downgrade() -> None:
     # --- performance: indexes ---
+    op.drop_index("ix_outbox_pending", table_name="outbox")
     # --- retention and crypto-shredding ---
     # Erased rows cannot get their values back: a downgrade after erasure fails on NOT NULL.
     with op.batch_alter_table("checkin", schema=None) as batch_op:
