@@ -29,7 +29,7 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup \
 		$(PYTEST_ARGS)
 
-# Measurement only, never part of `make test`; about 10 minutes (see bench/README.md).
+# Measurement only, never part of `make test`; about 4 minutes (see bench/README.md).
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench all
 
