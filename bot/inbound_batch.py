@@ -29,13 +29,12 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.caselog.entries import EntryDraft, entry_rows, message_summary
+from bot.caselog.entries import entry_rows
 from bot.crypto import DataKey
 from bot.engine.hooks import Bot, Glance
 from bot.keys import KeyService
-from bot.messages import Stored, message_row
+from bot.messages import Stored, child_message_entry, child_message_row
 from bot.storage.models import (
-    Author,
     Case,
     ChannelIdentity,
     ConversationState,
@@ -45,7 +44,7 @@ from bot.storage.models import (
     ParticipationEntry,
     utcnow,
 )
-from channels.base import DeliveryState, Inbound
+from channels.base import Inbound
 
 # The ordinary path for one message, inside the batch's transaction (Router._store_in).
 SlowPath = Callable[[Inbound, str, AsyncSession], Awaitable[Stored | None]]
@@ -238,18 +237,12 @@ class InboundBatch:
             numbers = sender.counters
             seq, entry_seq = numbers.next_seq, numbers.next_entry_seq
             numbers.next_seq, numbers.next_entry_seq = seq + 1, entry_seq + 1
-            row = message_row(
+            row = child_message_row(
                 key,
                 case_id=sender.case_id,
                 seq=seq,
-                direction=Direction.INBOUND,
-                channel=inbound.channel,
                 identity_id=sender.identity_id,
-                author=Author.CHILD,
-                text=inbound.text,
-                provider_message_id=inbound.provider_message_id,
-                state=DeliveryState.DELIVERED,
-                at=inbound.received_at,
+                inbound=inbound,
             )
             messages.append(row)
             entry, job = entry_rows(
@@ -257,18 +250,8 @@ class InboundBatch:
                 key=key,
                 seq=entry_seq,
                 verbatim=self.verbatim_entries,
-                draft=EntryDraft(
-                    kind="message",
-                    occurred_at=inbound.received_at,
-                    case_ref=sender.case_ref,
-                    channel=inbound.channel,
-                    direction="in",
-                    actor="child",
-                    summary=message_summary(
-                        actor="child", channel=inbound.channel, text=inbound.text
-                    ),
-                    text=inbound.text,
-                    message_id=str(row["id"]),
+                draft=child_message_entry(
+                    case_ref=sender.case_ref, inbound=inbound, message_id=str(row["id"])
                 ),
             )
             entries.append(entry)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.caselog.entries import EntryDraft, message_summary
 from bot.crypto import DataKey
 from bot.ids import uuid7
 from bot.storage.models import Author, Direction
-from channels.base import DeliveryState
+from channels.base import DeliveryState, Inbound
 
 MESSAGE_TABLE = "message"
 BODY = "body"
@@ -57,3 +59,40 @@ def message_row(
         "created_at": at,
         "delivered_at": at if state == DeliveryState.DELIVERED else None,
     }
+
+
+def child_message_row(
+    key: DataKey, *, case_id: str, seq: int, identity_id: str, inbound: Inbound
+) -> dict[str, Any]:
+    """The row of a message the child sent (both of the router's lanes store it this way)."""
+    return message_row(
+        key,
+        case_id=case_id,
+        seq=seq,
+        direction=Direction.INBOUND,
+        channel=inbound.channel,
+        identity_id=identity_id,
+        author=Author.CHILD,
+        text=inbound.text,
+        provider_message_id=inbound.provider_message_id,
+        state=DeliveryState.DELIVERED,
+        at=inbound.received_at,
+    )
+
+
+def child_message_entry(
+    *, case_ref: str, inbound: Inbound, message_id: str, signals: Sequence[str] = ()
+) -> EntryDraft:
+    """The participation entry for a message the child sent."""
+    return EntryDraft(
+        kind="message",
+        occurred_at=inbound.received_at,
+        case_ref=case_ref,
+        channel=inbound.channel,
+        direction="in",
+        actor="child",
+        summary=message_summary(actor="child", channel=inbound.channel, text=inbound.text),
+        text=inbound.text,
+        message_id=message_id,
+        legal_signals=tuple(signals),
+    )

@@ -36,7 +36,7 @@ from bot.keys import KeyService
 from bot.live import Hub
 from bot.messages import BODY as BODY  # re-exported: older imports name the router
 from bot.messages import MESSAGE_TABLE as MESSAGE_TABLE
-from bot.messages import Stored, message_row
+from bot.messages import Stored, child_message_entry, child_message_row, message_row
 from bot.ops.metrics import Metrics, reason_label
 from bot.storage.db import Database
 from bot.storage.models import (
@@ -157,19 +157,10 @@ class Router:
         seq = await _next_seq(session, case.id)
         state = await session.get(ConversationState, case.id)
         assert state is not None
-        message = _message(
-            key,
-            case_id=case.id,
-            seq=seq,
-            direction=Direction.INBOUND,
-            channel=inbound.channel,
-            identity_id=identity.id,
-            author=Author.CHILD,
-            text=inbound.text,
-            provider_message_id=inbound.provider_message_id,
-            state=DeliveryState.DELIVERED,
-            at=inbound.received_at,
+        row = child_message_row(
+            key, case_id=case.id, seq=seq, identity_id=identity.id, inbound=inbound
         )
+        message = Message(**row)
         session.add(message)
         state.last_inbound_at = inbound.received_at
         state.handled_at = None
@@ -178,17 +169,11 @@ class Router:
             case_id=case.id,
             key=key,
             verbatim=self.verbatim_entries,
-            draft=EntryDraft(
-                kind="message",
-                occurred_at=inbound.received_at,
+            draft=child_message_entry(
                 case_ref=case.case_ref,
-                channel=inbound.channel,
-                direction="in",
-                actor="child",
-                summary=message_summary(actor="child", channel=inbound.channel, text=inbound.text),
-                text=inbound.text,
+                inbound=inbound,
                 message_id=message.id,
-                legal_signals=tuple(assessment.signals),
+                signals=assessment.signals,
             ),
         )
         if assessment.risk or assessment.legal_signals:
@@ -310,19 +295,21 @@ class Router:
         """Store an outbound message with its entry and delivery job, in the caller's session."""
         now = utcnow()
         seq = await _next_seq(session, case.id)
-        message = _message(
-            key,
-            case_id=case.id,
-            seq=seq,
-            direction=Direction.OUTBOUND,
-            channel=identity.channel,
-            identity_id=identity.id,
-            author=author,
-            text=text,
-            provider_message_id=None,
-            state=DeliveryState.QUEUED,
-            at=now,
-            caseworker_id=caseworker_id,
+        message = Message(
+            **message_row(
+                key,
+                case_id=case.id,
+                seq=seq,
+                direction=Direction.OUTBOUND,
+                channel=identity.channel,
+                identity_id=identity.id,
+                author=author,
+                text=text,
+                provider_message_id=None,
+                state=DeliveryState.QUEUED,
+                at=now,
+                caseworker_id=caseworker_id,
+            )
         )
         if buttons:
             message.buttons = json.dumps([[b.title, b.payload] for b in buttons])
@@ -588,39 +575,6 @@ def _event(kind: str, stored: Stored) -> dict[str, object]:
         "message_id": stored.message_id,
         "seq": stored.seq,
     }
-
-
-def _message(
-    key: DataKey,
-    *,
-    case_id: str,
-    seq: int,
-    direction: Direction,
-    channel: str,
-    identity_id: str,
-    author: Author,
-    text: str,
-    provider_message_id: str | None,
-    state: DeliveryState,
-    at: dt.datetime,
-    caseworker_id: str | None = None,
-) -> Message:
-    return Message(
-        **message_row(
-            key,
-            case_id=case_id,
-            seq=seq,
-            direction=direction,
-            channel=channel,
-            identity_id=identity_id,
-            author=author,
-            text=text,
-            provider_message_id=provider_message_id,
-            state=state,
-            at=at,
-            caseworker_id=caseworker_id,
-        )
-    )
 
 
 async def _next_seq(session: AsyncSession, case_id: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,9 +56,16 @@ async def deliver_many(sink: Sink, entries: Sequence[dict[str, Any]]) -> None:
         except Exception as exc:
             raise SinkError(type(exc).__name__) from exc
         return
+    await one_by_one(sink.deliver, entries)
+
+
+async def one_by_one(
+    deliver: Callable[[dict[str, Any]], Awaitable[None]], entries: Sequence[dict[str, Any]]
+) -> None:
+    """Hand ``entries`` to ``deliver`` in order; a failure says how many were filed before it."""
     for filed, entry in enumerate(entries):
         try:
-            await sink.deliver(entry)
+            await deliver(entry)
         except SinkError as exc:
             raise SinkError(exc.reason, filed=filed) from exc
         except Exception as exc:
@@ -109,13 +116,7 @@ class JsonlSink:
                 first one in a file that was not written.
         """
         if type(self).deliver is not JsonlSink.deliver:
-            for filed, entry in enumerate(entries):
-                try:
-                    await self.deliver(entry)
-                except SinkError as exc:
-                    raise SinkError(exc.reason, filed=filed) from exc
-                except Exception as exc:
-                    raise SinkError(type(exc).__name__, filed=filed) from exc
+            await one_by_one(self.deliver, entries)
             return
         await self._write(entries)
 
