@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession as ModelSession
 
+from bot.delivery_state import apply_delivery_state, apply_early_statuses
 from bot.keys import KeyService
+from bot.messages import BODY, MESSAGE_TABLE
 from bot.ops.metrics import reason_label
 from bot.outbox_claim import Job, finish
-from bot.router import BODY, MESSAGE_TABLE, apply_delivery_state, apply_early_statuses
 from bot.storage.db import Database
 from bot.storage.models import ChannelIdentity, Message, Outbox, OutboxStatus, SecureLink, utcnow
 from channels.base import Button, ChannelName, DeliveryState, Outbound
