@@ -100,7 +100,7 @@ async def test_a_job_backing_off_is_not_lag(ops: InboxHarness) -> None:
 
 
 async def test_not_ready_when_the_schema_is_behind_the_code(tmp_path: Path) -> None:
-    settings = Settings.from_env({}, data_dir=tmp_path)
+    settings = Settings.from_env({}, data_dir=tmp_path, sandbox_port=0)
     await asyncio.to_thread(upgrade, settings.effective_database_url, "0002")
     app = create_app(settings, keyring=Keyring.generate(), run_outbox=False)
     server = TestServer(app)
@@ -118,7 +118,7 @@ async def test_not_ready_without_the_database_and_the_answer_names_no_secret(
     tmp_path: Path,
 ) -> None:
     url = "postgresql+asyncpg://stemme:pw-s3cret-xyz@127.0.0.1:9/stemme"  # nothing listens on 9
-    settings = Settings.from_env({}, data_dir=tmp_path, database_url=url)
+    settings = Settings.from_env({}, data_dir=tmp_path, database_url=url, sandbox_port=0)
     app = create_app(settings, keyring=Keyring.generate(), run_outbox=False)
     server = TestServer(app)
     await server.start_server()
