@@ -213,15 +213,22 @@ def flow_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
     return Settings.from_env({}, **(values | overrides))
 
 
-async def start_stack(settings: Settings, *, keyring: Keyring | None = None) -> Stack:
+async def start_stack(
+    settings: Settings, *, keyring: Keyring | None = None, from_key_file: bool = False
+) -> Stack:
     """The app on ``settings.port``; on another free port if something took that one meanwhile
-    (``free_port`` can only say the port *was* free: other processes on the machine race us)."""
-    keyring = keyring or Keyring.generate()
+    (``free_port`` can only say the port *was* free: other processes on the machine race us).
+
+    With ``from_key_file`` the app reads its keyring from the key file, as ``stemme serve``
+    does. As there, no access log: request paths hold web chat tokens.
+    """
+    if not from_key_file:
+        keyring = keyring or Keyring.generate()
     for attempt in range(5):
         app = create_app(settings, keyring=keyring)
         server = TestServer(app, host="127.0.0.1", port=settings.port)
         try:
-            await server.start_server()
+            await server.start_server(access_log=None)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE or attempt == 4:
                 raise
