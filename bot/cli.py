@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import base64
 import datetime as dt
+import gc
 import getpass
 import logging
 import secrets
@@ -259,6 +260,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.production:
         cmd_init(settings, args)
     app = create_app(settings)
+    app.on_startup.append(_freeze_heap)  # last: after everything start-up builds
     print(
         f"Stemme is running on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)",
         flush=True,
@@ -272,6 +274,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         shutdown_timeout=5,
     )
     return 0
+
+
+async def _freeze_heap(_app: web.Application) -> None:
+    """Take what start-up built (modules, compiled patterns, tables) out of the collector's way.
+
+    Those objects live as long as the process, yet every full collection walks all of them:
+    with ~250,000 of them, a full collection paused the event loop for ~100 ms under load (a
+    webhook waiting behind it). Frozen, they are skipped; newer objects are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -3,8 +3,9 @@
 Reports name a message by the provider's id (Twilio, Telegram) or report everything up to a
 time for one chat (Messenger's delivered/read watermarks). A report that arrives before the
 send's answer stored the provider id is kept (``early_status``) and applied when it is stored.
-Reports come in bursts (sent, delivered, for every reply), so they share group commits and
-the common kind, by provider id, is one prepared read and one update.
+Reports come in bursts (sent, delivered, for every reply): the router stores them in bulk
+(``bot.delivery_batch``), and what is here applies them one by one where a batch holds a
+watermark report.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ async def apply_reports(
                 continue
             await _set_state(session, message, after, status.reason)
             outcome.changed.append(message.where)
-            if after[0] == status.state.value and status.state in _FAILED:
+            if after[0] == status.state.value and status.state in FAILED:
                 outcome.failed.append((status.channel, reason_label(status.code, "failed")))
     return outcome
 
@@ -114,30 +115,12 @@ async def lock_provider_id(session: AsyncSession, channel: str, provider_id: str
         )
 
 
-async def apply_early_statuses(session: AsyncSession, message: Message) -> None:
-    """Reports for ``message`` that arrived before its provider id was stored: apply, forget."""
-    if message.provider_message_id is None:
-        return
-    await lock_provider_id(session, message.channel, message.provider_message_id)
-    early = (
-        await session.exec(
-            select(EarlyStatus).where(
-                EarlyStatus.channel == message.channel,
-                EarlyStatus.provider_message_id == message.provider_message_id,
-            )
-        )
-    ).all()
-    for report in early:
-        apply_delivery_state(message, DeliveryState(report.state), report.reason)
-        await session.delete(report)
-
-
 def apply_delivery_state(message: Message, new: DeliveryState, reason: str | None) -> bool:
     after = advanced(message.delivery_state, message.delivered_at, new)
     if after is None:
         return False
     message.delivery_state, message.delivered_at = after
-    if after[0] in _FAILED_VALUES:
+    if after[0] in FAILED_VALUES:
         message.delivery_reason = reason
     return True
 
@@ -159,8 +142,8 @@ def advanced(
     return after.value, delivered_at
 
 
-_FAILED = (DeliveryState.FAILED, DeliveryState.UNDELIVERED)
-_FAILED_VALUES = frozenset(state.value for state in _FAILED)
+FAILED = (DeliveryState.FAILED, DeliveryState.UNDELIVERED)
+FAILED_VALUES = frozenset(state.value for state in FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +185,7 @@ async def _set_state(
 ) -> None:
     state, delivered_at = after
     values = {"p_id": message.id, "p_state": state, "p_delivered_at": delivered_at}
-    if state in _FAILED_VALUES:
+    if state in FAILED_VALUES:
         await session.execute(_SET_FAILED, values | {"p_reason": reason})
     else:
         await session.execute(_SET_STATE, values)

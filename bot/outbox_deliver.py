@@ -2,9 +2,10 @@
 
 A claimed run of ``deliver`` jobs (one case, in ``seq`` order) is read with one Core query
 (message, channel identity, secure link) and decrypted in one session; then each message is
-sent in turn and its provider id and "done" are written through group commit, so deliveries of
-many cases share commits. A send that blocks the identity (the child answered STOP to the
-carrier) fails the rest of the run's messages to it the same way, as the identity row would.
+sent in turn and its provider id and "done" are written in bulk through group commit
+(``bot.delivery_batch``), so deliveries of many cases share commits and statements. A send
+that blocks the identity (the child answered STOP to the carrier) fails the rest of the run's
+messages to it the same way, as the identity row would.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession as ModelSession
 
-from bot.delivery_state import apply_delivery_state, apply_early_statuses
+from bot.delivery_batch import Sent, record_sends
+from bot.delivery_state import apply_delivery_state
 from bot.keys import KeyService
 from bot.messages import BODY, MESSAGE_TABLE
 from bot.ops.metrics import reason_label
-from bot.outbox_claim import Job, finish
+from bot.outbox_claim import Job
 from bot.storage.db import Database
 from bot.storage.models import ChannelIdentity, Message, Outbox, OutboxStatus, SecureLink, utcnow
 from channels.base import Button, ChannelName, DeliveryState, Outbound
@@ -175,18 +177,17 @@ async def send(worker: OutboxWorker, job: Job, message: Outgoing, blocked: set[s
         await worker.retry(job, error=exc.code or "temporary failure")
         return
     worker.metrics.message(message.channel, "out")
-
-    async def record(session: ModelSession) -> None:
-        row = await session.get(Message, message.message_id)
-        assert row is not None
-        row.provider_message_id = receipt.provider_message_id
-        apply_delivery_state(row, receipt.state, None)
-        await apply_early_statuses(session, row)
-        await finish(session, [job.id])
-
-    # Concurrent deliveries share one commit (group commit), like inbound messages.
-    await worker.db.grouped(record)
-    worker.publish_status(message.case_id, message.message_id, message.seq)
+    sent = Sent(
+        job.id,
+        message.message_id,
+        message.channel,
+        receipt.provider_message_id,
+        receipt.state,
+    )
+    # Concurrent deliveries are recorded together (group commit, in bulk), like inbound ones.
+    recorded = await worker.db.grouped_bulk(record_sends, sent)
+    if recorded:
+        worker.publish_status(message.case_id, message.message_id, message.seq)
 
 
 async def fail_message(

@@ -24,7 +24,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.case_close import closed_case_reply, flag_risk_on_closed_case
 from bot.caselog.entries import EntryDraft, add_entry, message_summary
 from bot.crypto import DataKey
-from bot.delivery_state import apply_delivery_state, apply_reports
+from bot.delivery_batch import apply_report_batches
+from bot.delivery_state import Applied, apply_delivery_state
 from bot.engine.hooks import Bot, SilentBot, Turn
 from bot.errors import NotFound, ReplyWindowClosed
 from bot.ids import uuid7
@@ -348,22 +349,16 @@ class Router:
 
     async def record_status(self, updates: Sequence[StatusUpdate]) -> None:
         """Move delivery states forward (never back) from provider reports."""
-        failed: list[tuple[str, str]] = []
-        changed: list[tuple[str, str, int]] = []
-
-        async def record(session: AsyncSession) -> None:
-            # May run twice (alone, after a shared transaction failed): start from scratch.
-            failed.clear()
-            changed.clear()
-            outcome = await apply_reports(session, self.keys, updates)
-            changed.extend(outcome.changed)
-            failed.extend(outcome.failed)
-
-        # Reports come in bursts (sent, delivered, for every reply): they share commits too.
-        await self.db.grouped(record)
-        for channel, reason in failed:  # counted once committed
+        # Reports come in bursts (sent, delivered, for every reply): stored in bulk.
+        outcome: Applied = await self.db.grouped_bulk(self._reports, updates)
+        for channel, reason in outcome.failed:  # counted once committed
             self.metrics.delivery_failure(channel, reason)
-        self._publish_status(changed)
+        self._publish_status(outcome.changed)
+
+    async def _reports(
+        self, session: AsyncSession, batches: list[Sequence[StatusUpdate]]
+    ) -> list[Applied]:
+        return await apply_report_batches(session, self.keys, batches)
 
     async def confirm_delivery(self, case_id: str, message_ids: Sequence[str]) -> None:
         """Our own page showed these messages to the child (web chat): they are delivered."""
