@@ -140,6 +140,7 @@ def create_app(
         alert=provider_channels.alert_oncall,
     )
     router.wake_outbox = outbox.wake
+    router.wake_filing = outbox.wake_filing
     metrics = Metrics()
     metrics.watch_channels(channels)
     router.metrics = outbox.metrics = metrics

@@ -262,7 +262,7 @@ class InboundBatch:
                 "b_entry_seq": numbers.next_entry_seq,
                 "b_at": inbound.received_at,
             }
-            out.append((n, Stored(str(row["id"]), sender.case_id, seq)))
+            out.append((n, Stored(str(row["id"]), sender.case_id, seq, turn=False)))
         conn = await session.connection()
         await conn.execute(_INSERT_MESSAGES, messages)
         await conn.execute(_INSERT_ENTRIES, entries)

@@ -19,12 +19,17 @@ BODY = "body"
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """Where a message ended up. ``duplicate`` means a provider retry of a stored message."""
+    """Where a message ended up. ``duplicate`` means a provider retry of a stored message.
+
+    ``turn`` is False for a message stored without the engine's turn (the router's fast lane):
+    it queued a case-log entry and nothing to send.
+    """
 
     message_id: str
     case_id: str
     seq: int
     duplicate: bool = False
+    turn: bool = True
 
 
 def message_row(

@@ -106,6 +106,10 @@ class OutboxWorker:
         for event in self._wake.values():
             event.set()
 
+    def wake_filing(self) -> None:
+        """Only case-log entries are waiting (messages stored without a turn queue no sends)."""
+        self._wake[True].set()
+
     async def recover(self) -> int:
         """Release the leases of workers that died on this host; return how many."""
         return await release_stale(self.db)

@@ -18,6 +18,7 @@ ever claimed ahead of an earlier pending one.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
@@ -25,9 +26,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlmodel import col
 
 from bot.storage.db import Database
@@ -52,9 +53,11 @@ class Job:
     seq: int
 
 
+@functools.lru_cache(maxsize=16)  # built once per shape; the time is a parameter (p_now)
 def _runs_query(  # type: ignore[no-untyped-def]
-    now: dt.datetime, *, batch: int, follow: int, file_follow: int, caselog: bool | None
+    *, batch: int, follow: int, file_follow: int, caselog: bool | None
 ):
+    now: BindParameter[dt.datetime] = bindparam("p_now")
     part = func.coalesce(_T.c.case_id, _T.c.id)  # a job without a case is a run of its own
     blocked = or_(
         _T.c.next_attempt_at > now,
@@ -124,13 +127,9 @@ async def claim(
     async def lease(session: AsyncSession) -> list[Job]:
         now = utcnow()
         query = _runs_query(
-            now,
-            batch=batch,
-            follow=max(follow, 1),
-            file_follow=max(file_follow, 1),
-            caselog=caselog,
+            batch=batch, follow=max(follow, 1), file_follow=max(file_follow, 1), caselog=caselog
         )
-        rows = (await session.execute(query)).all()
+        rows = (await session.execute(query, {"p_now": now})).all()
         found = [Job(r.id, r.kind, r.case_id, r.ref_id, r.seq) for r in rows]
         if not found:
             return []

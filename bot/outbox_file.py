@@ -97,6 +97,8 @@ async def _read(
             _E.c.id.in_(ids)
         )
         rows = {row.id: row for row in (await session.execute(query)).all()}
+        # Every case's key checked in one query (not one per case, per round).
+        await keys.preload(session, [row.case_id for row in rows.values()])
         for jobs in runs:
             payloads: list[dict[str, Any]] = []
             error: str | None = None

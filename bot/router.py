@@ -76,6 +76,8 @@ class Router:
         self.verbatim_entries = verbatim_entries
         self.bot: Bot = bot or SilentBot()
         self.wake_outbox = wake_outbox
+        # Only the case log has work after messages stored without a turn (create_app sets it).
+        self.wake_filing: Callable[[], None] = lambda: self.wake_outbox()
         self.metrics = Metrics()  # create_app shares one registry with the outbox
         # Ordinary messages in multi-row statements per batch; the rest via _store_in.
         self.batch = InboundBatch(
@@ -103,8 +105,11 @@ class Router:
             if result is not None and not result.duplicate:
                 self.hub.publish(f"case:{result.case_id}", _event("message", result))
                 self.metrics.message(inbound.channel, "in")
-        if any(r is not None and not r.duplicate for r in results):
+        fresh = [r for r in results if r is not None and not r.duplicate]
+        if any(r.turn for r in fresh):
             self.wake_outbox()
+        elif fresh:
+            self.wake_filing()
         return results
 
     async def _existing(self, inbound: Inbound) -> Stored | None:

@@ -11,6 +11,7 @@ import pytest
 from sqlmodel import col, select
 
 from bot.caselog.sinks import JsonlSink, read_entries
+from bot.engine.hooks import Assessment, Glance, SilentBot
 from bot.keys import KeyService
 from bot.live import Hub
 from bot.outbox import OutboxWorker, backoff
@@ -311,3 +312,31 @@ async def test_filing_and_sending_go_in_rounds_of_their_own(
         states = {m.delivery_state for m in (await session.exec(select(Message))).all()}
         left = (await session.exec(select(Outbox).where(col(Outbox.status) != "done"))).all()
     assert (states, left) == ({"sent"}, [])
+
+
+class TurnEveryTime(SilentBot):
+    """Asks for the engine's turn on every message (which could queue replies)."""
+
+    def needs_turn(self, assessment: Assessment, glance: Glance) -> bool:
+        return True
+
+
+async def test_messages_without_a_turn_wake_only_the_case_log(
+    db: Database, keys: KeyService
+) -> None:
+    new = await make_case(db, keys)
+    woken: list[str] = []
+    router = Router(db=db, keys=keys, hub=Hub(), wake_outbox=lambda: woken.append("all"))
+    router.wake_filing()  # until create_app wires the worker's own, it wakes everything
+    assert woken == ["all"]
+    router.wake_filing = lambda: woken.append("filing")
+    [fast] = await router.route_inbound([webchat_inbound(new.webchat_token, "c-1", "hej")])
+    assert fast is not None and not fast.turn
+    assert woken == ["all", "filing"]
+    await router.route_inbound([webchat_inbound(new.webchat_token, "c-1", "hej")])  # a retry
+    assert woken == ["all", "filing"]
+    router = Router(db=db, keys=keys, hub=Hub(), bot=TurnEveryTime())
+    router.wake_outbox, router.wake_filing = lambda: woken.append("all"), lambda: None
+    [turn] = await router.route_inbound([webchat_inbound(new.webchat_token, "c-2", "hej")])
+    assert turn is not None and turn.turn
+    assert woken == ["all", "filing", "all"]
