@@ -2,9 +2,9 @@
 
 Signed Twilio-form webhooks and web chat POSTs go through verify, parse, the safety check,
 encryption, the durable commit with its participation entry and outbox rows, and the inbox
-push. Throughput at saturation (closed loop) and latency at a fixed 200 messages/s (open loop),
-on SQLite and on PostgreSQL; the baseline server reads the same requests with the same
-generator in the same run.
+push. Throughput at saturation (closed loop, the best of a few sender counts) and latency at
+a fixed 200 messages/s (open loop), on SQLite and on PostgreSQL; the baseline server reads
+the same requests with the same generator, at the same sender counts, in the same run.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class Durations:
     # Shorter than before the drain existed: each phase now waits for the server's backlog.
     seconds: float = 4.0
     warmup: float = 1.0
-    senders: int = 32
+    # Saturation is the best of these closed-loop levels: at 32 senders the server still
+    # idled ~16 % waiting for durable commits (every sender was in the batch being committed).
+    senders: tuple[int, ...] = (32, 64)
     rate: float = 200.0
     children: int = 20
 
@@ -81,22 +83,27 @@ async def measure(
 ) -> dict[str, Any]:
     """Saturation, then the fixed offered rate; the server drains before and after each."""
     before = await drain(server_url, database_url)
-    saturated = await loadgen.closed_loop(
-        make, senders=d.senders, seconds=d.seconds, warmup=d.warmup
-    )
-    after_saturation = await drain(server_url, database_url)
+    levels: dict[int, loadgen.Outcome] = {}
+    drained = []
+    for senders in d.senders:
+        levels[senders] = await loadgen.closed_loop(
+            make, senders=senders, seconds=d.seconds, warmup=d.warmup
+        )
+        drained.append(await drain(server_url, database_url))
+    best = max(levels, key=lambda n: levels[n].per_s)
     offered = await loadgen.open_loop(make, rate=d.rate, seconds=d.seconds, warmup=d.warmup)
     after_offered = await drain(server_url, database_url)
     return {
-        "saturation": saturated.summary(),
+        "saturation": levels[best].summary() | {"senders": best},
+        "saturation_by_senders": {str(n): levels[n].summary()["msgs_per_s"] for n in levels},
         f"at_{int(d.rate)}": offered.summary(),
         "drain_s": {
             "before": before.seconds,
-            "after_saturation": after_saturation.seconds,
+            "after_saturation": round(sum(x.seconds for x in drained), 2),
             f"after_{int(d.rate)}": after_offered.seconds,
         },
         "pending_left": before.pending_left
-        + after_saturation.pending_left
+        + sum(x.pending_left for x in drained)
         + after_offered.pending_left,
     }
 

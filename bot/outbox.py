@@ -83,6 +83,7 @@ class OutboxWorker:
         batch: int = 50,
         follow: int = 16,
         file_follow: int = 64,
+        file_gather: float = 0.1,
         render: Callable[[str, str, Mapping[str, object]], str] | None = None,
         alert: Callable[[Mapping[str, object]], Awaitable[bool]] | None = None,
     ) -> None:
@@ -97,6 +98,7 @@ class OutboxWorker:
         self.batch = batch
         self.follow = follow
         self.file_follow = file_follow
+        self.file_gather = file_gather
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = {True: asyncio.Event(), False: asyncio.Event()}  # case log; the rest
         self._retrying: set[str] = set()  # jobs put back this round; later ones of the case wait
@@ -118,7 +120,10 @@ class OutboxWorker:
         """Work until cancelled: on wake-up, or every ``poll_seconds`` for retries and leases.
 
         Filing and the rest (deliveries, prompts, alerts) go in rounds of their own, so a round
-        of slow sends never holds up the case log, nor the other way round.
+        of slow sends never holds up the case log, nor the other way round. While entries keep
+        coming, a filing round starts ``file_gather`` seconds after the last one: the case log
+        is not in a hurry (no child's message waits for it), and a round's fixed costs are
+        then shared by more entries.
         """
         await self.recover()
         await asyncio.gather(self._rounds(caselog=True), self._rounds(caselog=False))
@@ -133,6 +138,10 @@ class OutboxWorker:
                 log.exception("outbox round failed")
                 done = 0
             if done:
+                if caselog:
+                    # More entries are likely coming: gather them into the next round, whose
+                    # claim, read, fsync and update are then shared by more of them.
+                    await asyncio.sleep(self.file_gather)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), self.poll_seconds)

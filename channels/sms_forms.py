@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -79,8 +78,8 @@ def compute_signature(auth_token: str, url: str, params: Iterable[tuple[str, str
         grouped.setdefault(name, set()).add(value)
     pieces = [name + value for name in sorted(grouped) for value in sorted(grouped[name])]
     payload = url + "".join(pieces)
-    mac = hmac.new(auth_token.encode(), payload.encode("utf-8", "surrogateescape"), hashlib.sha1)
-    return base64.b64encode(mac.digest()).decode("ascii")
+    mac = hmac.digest(auth_token.encode(), payload.encode("utf-8", "surrogateescape"), "sha1")
+    return base64.b64encode(mac).decode("ascii")
 
 
 def inbound_from_form(form: Sequence[tuple[str, str]], *, region: str = "DK") -> Inbound:
