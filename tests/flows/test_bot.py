@@ -196,8 +196,10 @@ async def test_safety_runs_before_keywords(tmp_path: Path, db_url: str) -> None:
         assert "SAG-1" in alert.text and "slår" not in alert.text
         for _ in range(100):  # recorded just after the alert went out
             async with stack.db.read() as session:
-                state = await session.get(ConversationState, case_id)
+                # The job first: on PostgreSQL each statement sees what is committed when it
+                # starts, so a state read before it could predate the commit that finished it.
                 jobs = (await session.exec(select(Outbox).where(Outbox.kind == "escalate"))).all()
+                state = await session.get(ConversationState, case_id)
             if [j.status for j in jobs] == ["done"]:
                 break
             await asyncio.sleep(0.05)
