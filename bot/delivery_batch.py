@@ -53,12 +53,24 @@ _COLUMNS = (
     _M.c.delivered_at,
     _M.c.delivery_reason,
 )
-_BY_ID = select(*_COLUMNS).where(_M.c.id.in_(bindparam("p_ids", expanding=True)))
+# FOR UPDATE (PostgreSQL; SQLite's writer lock covers it): a web chat "seen" committed between
+# this read and the write would otherwise be overwritten with an older state.
+_BY_ID = (
+    select(*_COLUMNS)
+    .where(_M.c.id.in_(bindparam("p_ids", expanding=True)))
+    .order_by(_M.c.id)
+    .with_for_update()
+)
 # Both lists, so SQLite reaches the (channel, direction, provider_message_id) unique index.
-_BY_PROVIDER_ID = select(*_COLUMNS).where(
-    _M.c.channel.in_(bindparam("p_channels", expanding=True)),
-    _M.c.direction == Direction.OUTBOUND.value,
-    _M.c.provider_message_id.in_(bindparam("p_ids", expanding=True)),
+_BY_PROVIDER_ID = (
+    select(*_COLUMNS)
+    .where(
+        _M.c.channel.in_(bindparam("p_channels", expanding=True)),
+        _M.c.direction == Direction.OUTBOUND.value,
+        _M.c.provider_message_id.in_(bindparam("p_ids", expanding=True)),
+    )
+    .order_by(_M.c.id)
+    .with_for_update()
 )
 _EARLY = (
     select(_E.c.id, _E.c.channel, _E.c.provider_message_id, _E.c.state, _E.c.reason)
