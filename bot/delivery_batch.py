@@ -22,7 +22,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.orm.util import identity_key
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.delivery_state import (
@@ -31,13 +30,14 @@ from bot.delivery_state import (
     Applied,
     advanced,
     apply_reports,
+    early_row,
+    expire_loaded,
     lock_provider_id,
 )
-from bot.ids import uuid7
 from bot.keys import KeyService
 from bot.ops.metrics import reason_label
 from bot.outbox_claim import finish
-from bot.storage.models import Direction, EarlyStatus, Message, utcnow
+from bot.storage.models import Direction, EarlyStatus, Message
 from channels.base import DeliveryState, StatusUpdate
 
 _M = Message.__table__  # type: ignore[attr-defined]
@@ -163,7 +163,7 @@ async def record_sends(session: AsyncSession, items: list[Sent]) -> list[bool]:
             applied.append(report_id)
     if rows:
         await session.execute(_STORE, [row.params() for row in rows.values()])
-        _expire(session, rows)
+        expire_loaded(session, rows)
     if applied:
         await session.execute(_FORGET_EARLY, {"p_ids": applied})
     await finish(session, [item.job_id for item in items])
@@ -196,7 +196,7 @@ async def apply_report_batches(
             row = rows.get((status.channel, status.provider_message_id))
             if row is None:
                 if status.provider_message_id:  # it beat the send's answer: keep it
-                    early.append(_early_row(status))
+                    early.append(early_row(status))
                 continue
             if not row.advance(status.state, status.reason):
                 continue
@@ -207,35 +207,13 @@ async def apply_report_batches(
         out.append(outcome)
     if dirty:
         await session.execute(_STORE, [row.params() for row in dirty.values()])
-        _expire(session, dirty)
+        expire_loaded(session, dirty)
     if early:
         await session.execute(insert(_E), early)
     return out
 
 
-def _early_row(status: StatusUpdate) -> dict[str, object]:
-    return {
-        "id": uuid7(),
-        "channel": status.channel,
-        "provider_message_id": status.provider_message_id[:128],
-        "state": status.state.value,
-        "reason": (status.reason or None) and status.reason[:300],
-        "received_at": utcnow(),
-    }
-
-
 async def _lock(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
     """The provider ids' advisory locks (PostgreSQL), in one order for every batch."""
-    if session.bind is None or session.bind.dialect.name != "postgresql":
-        return
     for channel, provider_id in sorted(set(keys)):
         await lock_provider_id(session, channel, provider_id)
-
-
-def _expire(session: AsyncSession, ids: Iterable[str]) -> None:
-    """A copy of a message loaded through the ORM earlier in this transaction is now stale."""
-    identity_map = session.sync_session.identity_map
-    for message_id in ids:
-        loaded = identity_map.get(identity_key(Message, message_id))
-        if loaded is not None:
-            session.sync_session.expire(loaded)

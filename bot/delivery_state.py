@@ -11,10 +11,10 @@ watermark report.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy import select as sa_select
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm.util import identity_key
@@ -49,16 +49,7 @@ async def apply_reports(
             found = [_Reported.of(m) for m in await _reported_messages(session, keys, status)]
         if not found and status.up_to is None and status.provider_message_id:
             # The report beat the send's answer: keep it until the outbox knows the id.
-            session.add(
-                EarlyStatus(
-                    id=uuid7(),
-                    channel=status.channel,
-                    provider_message_id=status.provider_message_id[:128],
-                    state=status.state.value,
-                    reason=(status.reason or None) and status.reason[:300],
-                    received_at=utcnow(),
-                )
-            )
+            await session.execute(insert(_EARLY), [early_row(status)])
         for message in found:
             after = advanced(message.state, message.delivered_at, status.state)
             if after is None:
@@ -189,13 +180,32 @@ async def _set_state(
         await session.execute(_SET_FAILED, values | {"p_reason": reason})
     else:
         await session.execute(_SET_STATE, values)
-    # A copy of the row loaded through the ORM earlier in this transaction is now stale.
-    loaded = session.sync_session.identity_map.get(identity_key(Message, message.id))
-    if loaded is not None:
-        session.sync_session.expire(loaded)
+    expire_loaded(session, [message.id])
+
+
+def early_row(status: StatusUpdate) -> dict[str, object]:
+    """The ``early_status`` row for a report that beat the send's answer (no address, no text)."""
+    return {
+        "id": uuid7(),
+        "channel": status.channel,
+        "provider_message_id": status.provider_message_id[:128],
+        "state": status.state.value,
+        "reason": (status.reason or None) and status.reason[:300],
+        "received_at": utcnow(),
+    }
+
+
+def expire_loaded(session: AsyncSession, message_ids: Iterable[str]) -> None:
+    """Copies of these messages loaded through the ORM earlier in the transaction are stale."""
+    identity_map = session.sync_session.identity_map
+    for message_id in message_ids:
+        loaded = identity_map.get(identity_key(Message, message_id))
+        if loaded is not None:
+            session.sync_session.expire(loaded)
 
 
 _M = Message.__table__  # type: ignore[attr-defined]
+_EARLY = EarlyStatus.__table__  # type: ignore[attr-defined]
 _BY_PROVIDER_ID = (
     sa_select(_M.c.id, _M.c.case_id, _M.c.seq, _M.c.delivery_state, _M.c.delivered_at)
     .where(
