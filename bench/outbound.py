@@ -6,7 +6,9 @@ status callbacks back (sent, delivered). The fake Twilio runs in a process of it
 (``bench.sandbox``), as a real one is not on Stemme's CPU; ``in_process=True`` measures the
 demo set-up instead (the sandbox inside Stemme's process), as recorded before. Throughput is
 the number of replies over the time from the first to the last delivery job finished
-(``outbox.done_at``).
+(``outbox.done_at``). The server's CPU time (``/proc``) from when it answers ``/healthz`` to the
+last delivery, over the replies delivered in that time, is the steadier figure on a shared
+machine (``server_cpu_ms_per_reply``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import asyncio
 import contextlib
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,18 @@ from bot.storage.models import Outbox
 CHILDREN = 20
 
 
+Observer = Callable[[servers.Server], AbstractAsyncContextManager[None]]
+
+
 async def run(
-    count: int, work: Path, database_url: str = "", *, in_process: bool = False
+    count: int,
+    work: Path,
+    database_url: str = "",
+    *,
+    in_process: bool = False,
+    observe: Observer | None = None,
 ) -> dict[str, Any]:
+    """Deliver ``count`` queued replies; ``observe`` wraps the delivery (e.g. a profiler)."""
     port, sandbox_port = servers.free_port(), servers.free_port()
     data = Path(tempfile.mkdtemp(prefix="data-", dir=work))
     env = servers.stemme_env(data, port, database_url)
@@ -58,23 +71,30 @@ async def run(
                 await stack.enter_async_context(
                     servers.twilio_sandbox(sandbox_port, url, sandbox_log)
                 )
-            await stack.enter_async_context(
+            server = await stack.enter_async_context(
                 servers.stemme(env, work / f"stemme-outbound-{label}.log")
             )
+            cpu_at_start = server.cpu_seconds()
+            left_at_start, _, _ = await _progress(db, ids)
+            if observe is not None:
+                await stack.enter_async_context(observe(server))
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 left, first, last = await _progress(db, ids)
                 if left == 0:
                     break
                 await asyncio.sleep(0.2)
+            cpu = server.cpu_seconds() - cpu_at_start
     finally:
         await db.dispose()
     span = (last - first).total_seconds() if first and last else 0.0
     done = count - left
+    measured = left_at_start - left  # delivered while the server's CPU was being counted
     return {
         "replies": count,
         "delivered": done,
         "msgs_per_s": round(done / span, 1) if span else None,
+        "server_cpu_ms_per_reply": round(1000 * cpu / measured, 2) if measured else None,
         "queue_replies_per_s": round(count / queue_s, 1),
         "sandbox": "in-process" if in_process else "own process",
     }

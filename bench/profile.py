@@ -3,18 +3,23 @@
 Starts ``stemme serve`` on SQLite with seeded children, drives the closed loop at it while
 ``py-spy record`` samples the server, and prints the functions that hold the most samples
 (own time and inclusive) from the collapsed stacks (kept in ``bench/results/profile.txt``).
+``python -m bench.profile outbound [replies]`` samples the outbound scenario instead, from the
+moment the server answers until the last reply is delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import signal
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bench import inbound, loadgen, servers
+from bench import inbound, loadgen, outbound, servers
 from bench.seed import Seeder
 from bot.providers import SMS_INBOUND
 
@@ -41,7 +46,37 @@ def summarise(collapsed: Path, top: int = 30) -> str:
     return "\n".join(lines)
 
 
+def _spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+@contextlib.asynccontextmanager
+async def _recording(server: servers.Server) -> AsyncIterator[None]:
+    """``py-spy record`` on ``server`` until the block ends (SIGINT makes it write its file)."""
+    RAW.parent.mkdir(exist_ok=True)
+    argv = [_spy(), "record", "-p", str(server.pid), "-f", "raw", "-o", str(RAW), "-r", "200"]
+    recorder = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(0.5)  # attached before the work to sample
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        await recorder.wait()
+
+
+async def profile_outbound(replies: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="stemme-profile-") as tmp:
+        result = await outbound.run(replies, Path(tmp), observe=_recording)
+    print(result)
+    text = summarise(RAW)
+    OUT.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
 async def main(kind: str, seconds: float) -> None:
+    if kind == "outbound":
+        await profile_outbound(int(seconds))
+        return
     servers.raise_nofile()
     with tempfile.TemporaryDirectory(prefix="stemme-profile-") as tmp:
         work = Path(tmp)
@@ -60,8 +95,7 @@ async def main(kind: str, seconds: float) -> None:
         async with servers.stemme(env, work / "stemme.log") as server:
             raw = RAW
             raw.parent.mkdir(exist_ok=True)
-            spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-            argv = [spy, "record", "-p", str(server.pid), "-d", str(int(seconds)), "-f", "raw"]
+            argv = [_spy(), "record", "-p", str(server.pid), "-d", str(int(seconds)), "-f", "raw"]
             recorder = await asyncio.create_subprocess_exec(*argv, "-o", str(raw), "-r", "200")
             outcome = await loadgen.closed_loop(make, senders=32, seconds=seconds, warmup=0.5)
             await recorder.wait()
@@ -74,7 +108,7 @@ async def main(kind: str, seconds: float) -> None:
 if __name__ == "__main__":
     asyncio.run(
         main(
-            sys.argv[1] if len(sys.argv) > 1 else "sms",
-            float(sys.argv[2]) if len(sys.argv) > 2 else 8.0,
+            kind := sys.argv[1] if len(sys.argv) > 1 else "sms",
+            float(sys.argv[2]) if len(sys.argv) > 2 else 3000.0 if kind == "outbound" else 8.0,
         )
     )
