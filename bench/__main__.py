@@ -44,7 +44,7 @@ async def run(
     if "outbound" in names:
         from bench import outbound
 
-        count = 150 if quick else 600
+        count = 150 if quick else 2000
         out["outbound_sqlite"] = await outbound.run(count, work)
         if "postgres" in dbs:
             async with servers.postgres() as url:

@@ -89,6 +89,7 @@ async def read_run(
         .where(_M.c.id.in_(refs))
     )
     out: list[Outgoing] = []
+    addresses: dict[str, str] = {}  # identity id -> its address, decrypted
     async with db.read() as session:
         rows = {row.id: row for row in (await session.execute(query)).all()}
         for ref in refs:
@@ -106,14 +107,17 @@ async def read_run(
                 text = await keys.decrypt_text(
                     session, row.case_id, blob, table=table, row_id=row_id, field=field
                 )
-                address = await keys.decrypt_text(
-                    session,
-                    row.case_id,
-                    row.address_enc,
-                    table="channel_identity",
-                    row_id=row.identity_id,
-                    field="address",
-                )
+                address = addresses.get(row.identity_id)
+                if address is None:  # a run's messages mostly go to one identity: once each
+                    address = await keys.decrypt_text(
+                        session,
+                        row.case_id,
+                        row.address_enc,
+                        table="channel_identity",
+                        row_id=row.identity_id,
+                        field="address",
+                    )
+                    addresses[row.identity_id] = address
             except Exception as exc:
                 if not out:
                     raise

@@ -26,7 +26,9 @@ def body_deadline(seconds: float) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.body_exists:
+        if not request.body_exists or request.content.is_eof():
+            # No body, or all of it came with the headers (a webhook's form mostly does): no
+            # deadline to set, and none of a timer's cost on every request.
             return await handler(request)
         waiting = True
 

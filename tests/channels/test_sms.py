@@ -140,10 +140,19 @@ async def test_oversize_body_is_413_before_it_is_read(h: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    "signed_for", ["https://stemme.example.dk", "https://stemme.example.dk:443"]
+    ("configured", "signed_for"),
+    [
+        ("https://stemme.example.dk", "https://stemme.example.dk"),
+        ("https://stemme.example.dk", "https://stemme.example.dk:443"),
+        ("https://stemme.example.dk:443", "https://stemme.example.dk"),
+        ("https://stemme.example.dk:443", "https://stemme.example.dk:443"),
+        ("https://stemme.example.dk:8443", "https://stemme.example.dk:8443"),
+    ],
 )
-async def test_behind_a_tls_proxy_the_configured_url_is_what_counts(signed_for: str) -> None:
-    async with sms_harness(public_base_url="https://stemme.example.dk") as h:
+async def test_behind_a_tls_proxy_the_configured_url_is_what_counts(
+    configured: str, signed_for: str
+) -> None:
+    async with sms_harness(public_base_url=configured) as h:
         path = h.channel.inbound_path
         assert h.stemme_url.startswith("http://127.0.0.1:")  # arrives as plain http
         assert await h.sandbox.deliver_form(child_form(), url=signed_for + path) == 200
