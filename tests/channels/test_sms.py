@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import unused_port
+from aiohttp import web
+from aiohttp.test_utils import TestServer, unused_port
 from hypothesis import example, given
 from hypothesis import strategies as st
+from twilio.http.async_http_client import AsyncTwilioHttpClient  # type: ignore[import-untyped]
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from channels.base import ChannelName, DeliveryState, Outbound
@@ -255,6 +259,42 @@ async def test_server_errors_are_temporary(h: Harness, status: int) -> None:
     with pytest.raises(TemporaryFailure) as caught:
         await h.channel.send(outbound())
     assert not isinstance(caught.value, RateLimited)
+
+
+async def test_the_http_client_sends_what_the_sdks_own_client_sends() -> None:
+    """Stemme's carrier for the SDK's requests puts the same bytes on the wire as the SDK's."""
+    seen: list[tuple[bytes, str | None, str | None]] = []
+
+    async def capture(request: web.Request) -> web.Response:
+        headers = request.headers
+        seen.append((await request.read(), headers.get("Authorization"), headers.get("Accept")))
+        return web.json_response({"sid": SID})
+
+    app = web.Application()
+    app.router.add_post("/form", capture)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("/form"))
+        form = {"Body": "Hej æøå & 1+1=2", "To": CHILD, "MediaUrl": ["https://a.example/1", "b"]}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        credentials = (ACCOUNT_SID, "tøken")  # not ASCII: encoded as aiohttp encodes it
+        ours = make_twilio_client(ACCOUNT_SID, AUTH_TOKEN).http_client
+        theirs = AsyncTwilioHttpClient()
+        try:
+            answer = await ours.request("POST", url, data=form, headers=headers, auth=credentials)
+            with warnings.catch_warnings():  # the SDK's client uses aiohttp's deprecated auth
+                warnings.simplefilter("ignore", DeprecationWarning)
+                await theirs.request("POST", url, data=form, headers=headers, auth=credentials)
+        finally:
+            await ours.close()
+            await theirs.close()
+    assert (answer.status_code, json.loads(answer.text)) == (200, {"sid": SID})
+    assert len(seen) == 2 and seen[0] == seen[1]
+    body, authorization, _ = seen[0]
+    assert body.count(b"MediaUrl=") == 2 and b"Body=Hej+%C3%A6%C3%B8%C3%A5+%26+1%2B1%3D2" in body
+    assert authorization is not None and authorization.startswith("Basic ")
 
 
 async def test_a_hanging_api_is_a_temporary_failure() -> None:
