@@ -91,10 +91,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         ]
     if "outbound_sqlite" in results:
         out = flat["outbound_msgs_per_s"] = results["outbound_sqlite"]["msgs_per_s"]
-        if base and out:
+        if out and flat.get("baseline_msgs_per_s"):
             # No bare baseline for outbound exists; this tells how the machine of the run
             # weighs on it (412 at a baseline of 3,194, 783 at 5,679, for next to the same code).
-            flat["outbound_to_baseline"] = round(out / base["sms"]["saturation"]["msgs_per_s"], 3)
+            flat["outbound_to_baseline"] = round(out / flat["baseline_msgs_per_s"], 3)
     if "sockets" in results:
         top = results["sockets"]["levels"][-1]
         flat["sockets_open"] = top["open"]

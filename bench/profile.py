@@ -65,12 +65,12 @@ def summarise(collapsed: Path, top: int = 30) -> str:
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    total = max(total, 1)
     lines = [f"{total} samples at work ({idle} more of worker threads waiting, left out)"]
+    share = 100 / max(total, 1)
     lines += ["-- own --"]
-    lines += [f"{100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+    lines += [f"{n * share:5.1f}%  {f}" for f, n in own.most_common(top)]
     lines += ["-- inclusive --"]
-    lines += [f"{100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
+    lines += [f"{n * share:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
     return "\n".join(lines)
 
 
